@@ -1,0 +1,68 @@
+"""The `streamvis` command: one entry point, one module per sub-command.
+
+Each sub-command lives in `streamvis.commands.<module>` and defines
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
+command runs, so `streamvis evaluate` never pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from streamvis import __version__
+from streamvis.errors import StreamvisError
+
+# name -> (module under streamvis.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("synth", "generate a synthetic YouTube-VIS-format video dataset"),
+    "check-dataset": ("check_dataset", "check a YouTube-VIS-format dataset (json + frames) for errors"),
+    "train": ("train", "train a model from a YAML config"),
+    "evaluate": ("evaluate", "temporal mask AP/AR of a results json against ground truth"),
+    "predict": ("predict", "segment and track instances in a video, a frame folder or a dataset"),
+    "render": ("render", "draw overlays of a results json on frames or a video"),
+    "demo": ("demo", "bundled model on generated videos: tracks, overlays and metrics"),
+    "bench": ("bench", "print speed figures"),
+    "convert": ("convert", "convert an official CrossVIS checkpoint to a streamvis weights file"),
+}
+
+
+def build_parser(load_commands: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """Build the parser; the arguments of the commands in `load_commands` are added."""
+    parser = argparse.ArgumentParser(prog="streamvis", description="Online video instance segmentation.")
+    parser.add_argument("--version", action="version", version=f"streamvis {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name in load_commands:
+            _load(module_name).add_arguments(p)
+    return parser
+
+
+def _load(module_name: str):
+    return importlib.import_module(f"streamvis.commands.{module_name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser((chosen,) if chosen else ())
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = _load(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except StreamvisError as err:
+        print(f"streamvis {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"streamvis {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

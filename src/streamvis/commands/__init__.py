@@ -1,0 +1,1 @@
+"""Sub-commands of the `streamvis` CLI; each module has `add_arguments(parser)` and `run(args)`."""
