@@ -84,3 +84,79 @@ def normalize_and_pad(
         h, w = image_sizes[i]
         batch[i, :, :h, :w] = (im.to(torch.float32) - mean) / std
     return batch, image_sizes
+
+
+def resize_boxes(boxes: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Scale (N, 4) xyxy boxes from an image of `from_size` to one of `to_size`, both (height, width).
+
+    Each coordinate is multiplied by the ratio of the sides, as detectron2's ResizeTransform does.
+    """
+    scale_x = to_size[1] / from_size[1]
+    scale_y = to_size[0] / from_size[0]
+    scale = np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float32)
+    return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * scale).astype(np.float32)
+
+
+def hflip_image(image: np.ndarray) -> np.ndarray:
+    """Mirror an (H, W, C) image left-right (a contiguous copy)."""
+    return np.ascontiguousarray(image[:, ::-1])
+
+
+def hflip_masks(masks: np.ndarray) -> np.ndarray:
+    """Mirror (N, H, W) masks left-right (a contiguous copy)."""
+    return np.ascontiguousarray(masks[:, :, ::-1])
+
+
+def hflip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Mirror (N, 4) xyxy boxes in an image `width` pixels wide: x1' = W - x2, x2' = W - x1."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    return np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+
+
+def clip_boxes(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Clip (N, 4) xyxy boxes to an image of `size` = (height, width), as detectron2's Boxes.clip."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, size[1])
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, size[0])
+    return boxes
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    """Tight xyxy boxes of (N, H, W) masks: x2 = max column + 1, y2 = max row + 1; empty -> zeros.
+
+    Returns:
+        (N, 4) float32.
+    """
+    boxes = np.zeros((masks.shape[0], 4), dtype=np.float32)
+    for i, mask in enumerate(masks):
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        if rows.size:
+            boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    return boxes
+
+
+def augment_frame(
+    image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, *, short_side: int, max_size: int, flip: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resize (shortest edge, PIL bilinear / nearest) then optionally mirror one training frame.
+
+    Give both frames of a pair the same `short_side` and `flip` to augment them identically.
+    No padding: the model pads to a multiple of 32 in `normalize_and_pad`.
+
+    Args:
+        image: (H, W, 3) uint8.
+        masks: (N, H, W) bool or uint8.
+        boxes: (N, 4) xyxy in pixels of `image`.
+        short_side, max_size: ResizeShortestEdge parameters (see `shortest_edge_size`).
+        flip: mirror left-right after resizing.
+
+    Returns:
+        image (H', W', 3) uint8, masks (N, H', W') bool, boxes (N, 4) float32 xyxy clipped to the image.
+    """
+    size = shortest_edge_size(image.shape[0], image.shape[1], short_side, max_size)
+    boxes = resize_boxes(boxes, image.shape[:2], size)
+    image, masks = resize_image(image, size), resize_masks(masks, size)
+    if flip:
+        image, masks, boxes = hflip_image(image), hflip_masks(masks), hflip_boxes(boxes, size[1])
+    return image, masks, clip_boxes(boxes, size)
