@@ -1,0 +1,199 @@
+"""`streamvis predict`: segment and track instances in a video, a frame folder or a dataset.
+
+Writes ``OUT/results.json`` (official results format, validated, atomic). With ``--viz`` also an
+overlay MP4 and per-frame instance-id PNGs: ``OUT/overlay.mp4`` and ``OUT/instance_ids/`` for one
+video, ``OUT/videos/<video id>/...`` for each video of a dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from streamvis.errors import StreamvisError
+
+DEFAULT_FPS = 10.0  # frame rate of overlay videos made from frame folders / datasets
+VIZ_SCORE_THRESHOLD = 0.3  # detections below this per-frame score are not drawn (less clutter)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True, help="streamvis weights file (see `streamvis convert`)")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="a video file (.mp4 ...), a folder of png/jpg frames, or a YouTube-VIS json",
+    )
+    parser.add_argument(
+        "--images", help="frame folder of a dataset json (default: the json's folder, or its JPEGImages/)"
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--tracker",
+        default="default",
+        choices=("default", "crossvis"),
+        help="association rule: ours (default) or the official CrossVIS one",
+    )
+    parser.add_argument("--viz", action="store_true", help="also write overlay MP4s and instance-id PNGs")
+    parser.add_argument(
+        "--viz-score-threshold",
+        type=float,
+        default=VIZ_SCORE_THRESHOLD,
+        help="smallest per-frame detection score drawn with --viz",
+    )
+    parser.add_argument("--fps", type=float, help="overlay frame rate (default: the video's, else 10)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def class_names_for(config, categories=None, category_ids=None) -> list[str] | None:
+    """0-based class -> display name: the model's class names, else the dataset's category names."""
+    names = getattr(config, "class_names", None)
+    if names:
+        return [str(n) for n in names]
+    if categories and category_ids:
+        by_id = {int(c["id"]): str(c["name"]) for c in categories}
+        return [by_id.get(int(i), f"class {i}") for i in category_ids]
+    return None
+
+
+class TrackDrawer:
+    """Per-frame callback drawing the tracks of the current frame; opens one writer per video.
+
+    Args:
+        out_dir_for: video dict (or None) -> output folder of that video's overlays.
+        class_names: 0-based class -> name (None: "class N" with N = class + 1).
+        fps: overlay frame rate.
+        score_threshold: detections below this per-frame score are skipped.
+    """
+
+    def __init__(
+        self, out_dir_for, *, class_names=None, fps=DEFAULT_FPS, score_threshold=VIZ_SCORE_THRESHOLD
+    ):
+        self.out_dir_for = out_dir_for
+        self.class_names = class_names
+        self.fps = fps
+        self.score_threshold = score_threshold
+        self._writer = None
+        self._video_key = object()
+
+    def _label(self, category: int) -> str:
+        if self.class_names and 0 <= category < len(self.class_names):
+            return self.class_names[category]
+        return f"class {category + 1}"
+
+    def __call__(self, video, frame_index, frame_bgr, tracks) -> None:
+        import numpy as np
+
+        from streamvis.data.masks import decode_rles
+        from streamvis.viz import OverlayWriter
+
+        key = None if video is None else video["id"]
+        if key != self._video_key:
+            self.close()
+            self._writer = OverlayWriter(self.out_dir_for(video), fps=self.fps).__enter__()
+            self._video_key = key
+        shown = [t for t in tracks if t.scores[-1] >= self.score_threshold]
+        if shown:
+            masks = decode_rles([t.masks[frame_index] for t in shown]).astype(bool)  # (N, H, W)
+        else:
+            masks = np.zeros((0, *frame_bgr.shape[:2]), dtype=bool)
+        self._writer.write(
+            frame_bgr,
+            masks,
+            [t.track_id for t in shown],
+            [self._label(t.category) for t in shown],
+            [t.scores[-1] for t in shown],
+        )
+
+    def close(self, exc_info=(None, None, None)) -> None:
+        if self._writer is not None:
+            self._writer.__exit__(*exc_info)
+            self._writer = None
+
+
+def _predict_dataset(model, args, out: Path) -> None:
+    from streamvis.data.video import default_image_root
+    from streamvis.data.ytvis import load_ytvis, write_results
+    from streamvis.engine.predict import category_ids_for, predict_dataset
+
+    gt = load_ytvis(args.input)
+    images = Path(args.images) if args.images else default_image_root(args.input, gt)
+    drawer = None
+    if args.viz:
+        names = class_names_for(
+            model.config, gt["categories"], category_ids_for(model.config, gt["categories"])
+        )
+        drawer = TrackDrawer(
+            lambda video: out / "videos" / str(video["id"]),
+            class_names=names,
+            fps=args.fps or DEFAULT_FPS,
+            score_threshold=args.viz_score_threshold,
+        )
+    try:
+        results = predict_dataset(
+            model, gt, images, tracker=args.tracker, progress=not args.no_progress, on_frame=drawer
+        )
+    except BaseException as err:
+        if drawer is not None:
+            drawer.close((type(err), err, err.__traceback__))
+        raise
+    if drawer is not None:
+        drawer.close()
+    write_results(out / "results.json", results, gt)
+    print(f"{len(results)} tracks in {len(gt['videos'])} videos -> {out / 'results.json'}")
+
+
+def _predict_video(model, args, out: Path) -> None:
+    from tqdm import tqdm
+
+    from streamvis.data.video import probe, read_frames
+    from streamvis.data.ytvis import write_results
+    from streamvis.engine.predict import VideoPredictor, category_ids_for, predict_video
+
+    num_frames, _, _, fps = probe(args.input)
+    predictor = VideoPredictor(model, args.tracker, video_id=1, category_ids=category_ids_for(model.config))
+    drawer = None
+    if args.viz:
+        drawer = TrackDrawer(
+            lambda video: out,
+            class_names=class_names_for(model.config),
+            fps=args.fps or fps or DEFAULT_FPS,
+            score_threshold=args.viz_score_threshold,
+        )
+    frames = tqdm(
+        read_frames(args.input), total=num_frames, desc="predict", unit="frame", disable=args.no_progress
+    )
+    try:
+        results = predict_video(predictor, frames, on_frame=drawer)
+    except BaseException as err:
+        if drawer is not None:
+            drawer.close((type(err), err, err.__traceback__))
+        raise
+    if drawer is not None:
+        drawer.close()
+    write_results(out / "results.json", results)
+    print(f"{len(results)} tracks in {predictor.num_frames} frames -> {out / 'results.json'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from streamvis.models.convert import load_model
+
+    source = Path(args.input)
+    if not source.exists():
+        raise StreamvisError(f"{source}: no such video, frame folder or dataset json")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise StreamvisError(f"--device {args.device!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StreamvisError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
+    model = load_model(args.weights, device=device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if source.is_file() and source.suffix.lower() == ".json":
+        _predict_dataset(model, args, out)
+    else:
+        _predict_video(model, args, out)
+    return 0

@@ -1,0 +1,219 @@
+"""What every tracker shares: the `Track` record, detection unpacking, similarity helpers, results.
+
+A tracker consumes one frame's `Instances` at a time (``update``) and keeps bounded state: per
+live track one box, one or two embeddings and the last mask as RLE. Masks are RLE-encoded
+before `update` returns, so no dense mask outlives its frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pycocotools.mask as mask_util
+
+from streamvis.data.masks import encode_masks
+from streamvis.structures import Instances
+
+
+@dataclass(eq=False)
+class Track:
+    """One tracked object of one video.
+
+    Attributes:
+        track_id: 1-based id, unique within the video, in creation order.
+        category: 0-based class of the track (how it is decided depends on the tracker).
+        box: (4,) float32 xyxy box of the last member, in output pixels.
+        embedding: (D,) float32 association embedding (last member's or a moving average).
+        first_frame, last_frame: frame indices of the first and last member.
+        scores: detection score of every member, in frame order.
+        masks: frame index -> compressed RLE ``{"size": [H, W], "counts": str}`` of that frame.
+        class_votes: class -> summed member score (used by trackers that vote on the class).
+    """
+
+    track_id: int
+    category: int
+    box: np.ndarray
+    embedding: np.ndarray
+    first_frame: int
+    last_frame: int
+    scores: list[float] = field(default_factory=list)
+    masks: dict[int, dict] = field(default_factory=dict)
+    class_votes: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """Video-level score: the mean member score (official rule)."""
+        return float(sum(self.scores) / len(self.scores)) if self.scores else 0.0
+
+    @property
+    def last_mask(self) -> dict | None:
+        """RLE of the last member's mask."""
+        return self.masks.get(self.last_frame)
+
+    def __repr__(self) -> str:
+        return (
+            f"Track(id={self.track_id}, category={self.category}, "
+            f"frames={self.first_frame}..{self.last_frame}, members={len(self.scores)}, "
+            f"score={self.score:.3f})"
+        )
+
+
+@dataclass
+class Detections:
+    """One frame's detections as numpy arrays (N detections of an (H, W) frame)."""
+
+    boxes: np.ndarray  # (N, 4) float32 xyxy
+    scores: np.ndarray  # (N,) float32
+    classes: np.ndarray  # (N,) int64, 0-based
+    embeddings: np.ndarray  # (N, D) float32, raw
+    masks: np.ndarray  # (N, H, W) bool bitmasks, or float32 probabilities in [0, 1]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def select(self, indices: np.ndarray) -> Detections:
+        """The detections at `indices` (a copy), in that order."""
+        if len(indices) == len(self) and np.array_equal(indices, np.arange(len(self))):
+            return self
+        return Detections(
+            *(getattr(self, f)[indices] for f in ("boxes", "scores", "classes", "embeddings", "masks"))
+        )
+
+
+def _numpy(value, dtype) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().to("cpu").numpy()
+    return np.asarray(value, dtype=dtype)
+
+
+def _masks_numpy(masks) -> np.ndarray:
+    """Bitmasks stay bool (no 4x float copy of the frame's masks); anything else becomes float32."""
+    if hasattr(masks, "detach"):
+        masks = masks.detach().to("cpu").numpy()
+    masks = np.asarray(masks)
+    return masks if masks.dtype == np.bool_ else masks.astype(np.float32, copy=False)
+
+
+def unpack_instances(instances: Instances) -> Detections:
+    """Copy the fields a tracker needs out of model `Instances` (any device) into numpy."""
+    height, width = instances.image_size
+    count = len(instances)
+    return Detections(
+        boxes=_numpy(instances.boxes, np.float32).reshape(count, 4),
+        scores=_numpy(instances.scores, np.float32).reshape(count),
+        classes=_numpy(instances.classes, np.int64).reshape(count),
+        embeddings=_numpy(instances.embeddings, np.float32).reshape(count, -1 if count else 0),
+        masks=_masks_numpy(instances.masks).reshape(count, height, width),
+    )
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """(N, M) IoU of xyxy boxes; areas are (x2-x1)*(y2-y1), clamped at 0.
+
+    Args:
+        eps: added to the union, as the official tracker does (1e-5) to avoid 0/0.
+    """
+    boxes_a = np.asarray(boxes_a, dtype=np.float32).reshape(-1, 4)[:, None]  # (N, 1, 4)
+    boxes_b = np.asarray(boxes_b, dtype=np.float32).reshape(-1, 4)[None]  # (1, M, 4)
+    top_left = np.maximum(boxes_a[..., :2], boxes_b[..., :2])
+    bottom_right = np.minimum(boxes_a[..., 2:], boxes_b[..., 2:])
+    overlap = np.clip(bottom_right - top_left, 0, None).prod(-1)
+    area_a = np.clip(boxes_a[..., 2:] - boxes_a[..., :2], 0, None).prod(-1)
+    area_b = np.clip(boxes_b[..., 2:] - boxes_b[..., :2], 0, None).prod(-1)
+    union = area_a + area_b - overlap
+    if eps:
+        return overlap / (union + np.float32(eps))
+    return np.where(union > 0, overlap / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) cosine similarity of rows of `a` (N, D) and `b` (M, D); 0 for a zero vector."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    norm_a = np.linalg.norm(a, axis=1).astype(np.float64)[:, None]
+    norm_b = np.linalg.norm(b, axis=1).astype(np.float64)[None, :]
+    dots = (a @ b.T).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = dots / norm_a / norm_b
+    return np.nan_to_num(cosine, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _pycoco(rles: Sequence[dict]) -> list[dict]:
+    return [{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in rles]
+
+
+def mask_iou(rles_a: Sequence[dict], rles_b: Sequence[dict]) -> np.ndarray:
+    """(N, M) IoU of compressed RLE masks (pycocotools; no dense decode)."""
+    if not rles_a or not rles_b:
+        return np.zeros((len(rles_a), len(rles_b)), dtype=np.float64)
+    ious = mask_util.iou(_pycoco(rles_a), _pycoco(rles_b), [0] * len(rles_b))
+    return np.asarray(ious, dtype=np.float64).reshape(len(rles_a), len(rles_b))
+
+
+def _rle_boxes(rles: Sequence[dict]) -> np.ndarray:
+    """(N, 4) xyxy tight pixel boxes of RLE masks (pycocotools toBbox; empty masks give 0-size boxes)."""
+    xywh = mask_util.toBbox(_pycoco(rles)).reshape(-1, 4)
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+
+
+def overlapping_mask_iou(rles_a: Sequence[dict], rles_b: Sequence[dict]) -> np.ndarray:
+    """Exact (N, M) `mask_iou`, computed only for masks whose tight boxes intersect (the rest is 0).
+
+    Model boxes are not used: CondInst masks may reach outside their detection box.
+    """
+    out = np.zeros((len(rles_a), len(rles_b)), dtype=np.float64)
+    if not rles_a or not rles_b:
+        return out
+    boxes_a, boxes_b = _rle_boxes(rles_a)[:, None], _rle_boxes(rles_b)[None]  # (N, 1, 4), (1, M, 4)
+    size = np.minimum(boxes_a[..., 2:], boxes_b[..., 2:]) - np.maximum(boxes_a[..., :2], boxes_b[..., :2])
+    touching = (size > 0).all(axis=-1)  # (N, M)
+    rows, cols = np.flatnonzero(touching.any(axis=1)), np.flatnonzero(touching.any(axis=0))
+    if rows.size and cols.size:
+        out[np.ix_(rows, cols)] = mask_iou([rles_a[i] for i in rows], [rles_b[j] for j in cols])
+    return out
+
+
+def coarse_mask_iou(masks: np.ndarray, grid_rows: int = 96) -> np.ndarray:
+    """(N, N) IoU of one frame's masks on a grid of every s-th pixel (fast, approximate).
+
+    Args:
+        masks: (N, H, W) bool bitmasks or probabilities (> 0.5 is foreground).
+        grid_rows: s is chosen so that the short side keeps at least this many samples
+            (s = 4 for 360x640 frames; small frames are compared pixel by pixel).
+    """
+    stride = max(1, min(masks.shape[1:]) // grid_rows)
+    grid = (
+        (np.asarray(masks)[:, ::stride, ::stride] > 0.5).reshape(len(masks), -1).astype(np.float32)
+    )  # (N, P)
+    inter = grid @ grid.T  # (N, N)
+    areas = grid.sum(axis=1)
+    union = areas[:, None] + areas[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
+
+
+def encode_frame_masks(masks: np.ndarray) -> list[dict]:
+    """RLE of (N, H, W) bitmasks, or of probabilities thresholded at > 0.5 (official)."""
+    masks = np.asarray(masks)
+    return encode_masks(masks if masks.dtype == np.bool_ else masks > 0.5)
+
+
+def track_to_result(
+    track: Track, *, video_id: int, num_frames: int, category_ids: Sequence[int] | None = None
+) -> dict:
+    """One official results entry for a track.
+
+    Args:
+        video_id: the video's id in the dataset.
+        num_frames: frames in the video; ``segmentations`` has one entry per frame (None where the
+            track has no member, as the official tracker writes).
+        category_ids: 0-based class -> dataset category id; None means ``class + 1`` (official).
+    """
+    category_id = track.category + 1 if category_ids is None else int(category_ids[track.category])
+    return {
+        "video_id": int(video_id),
+        "score": track.score,
+        "category_id": int(category_id),
+        "segmentations": [track.masks.get(frame) for frame in range(num_frames)],
+    }

@@ -1,0 +1,170 @@
+"""`streamvis predict` end to end with a tiny randomly initialised model saved as a weights file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from streamvis.cli import main
+from streamvis.data.masks import decode_rle
+from streamvis.data.video import probe, write_video
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """CPU tests share a small machine: one intra-op thread avoids oversubscription (10x faster here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from streamvis.models.build import ModelConfig, build_model
+    from streamvis.models.convert import weights_file
+    from streamvis.utils.io import atomic_torch_save
+
+    cfg = ModelConfig(
+        depth=18,
+        num_classes=3,
+        class_names=("cat", "dog", "fox"),
+        fpn_channels=32,
+        head_channels=64,
+        head_num_convs=1,
+        mask_branch_channels=16,
+        mask_branch_num_convs=1,
+        reid_dim=16,
+        num_identities=10,
+        detections_per_frame=3,
+        test_short_side=64,
+        test_max_size=96,
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.head.cls_logits.bias[0] = 4.0  # untrained: make class 0 ("cat") fire everywhere
+        model.head.controller.bias[-1] = (
+            8.0  # last dynamic-conv bias (official order w0 w1 w2 b0 b1 b2): masks on
+        )
+    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
+    atomic_torch_save(weights_file(model.state_dict(), cfg), path)
+    return path
+
+
+def _frames(num=4, height=60, width=80):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in range(num)]
+
+
+def _check_results(path, num_frames, video_ids=(1,)):
+    results = json.loads(path.read_text())
+    assert results and {r["video_id"] for r in results} == set(video_ids)
+    for entry in results:
+        assert entry["category_id"] == 1 and 0 < entry["score"] <= 1  # class 0 -> id 1
+        assert len(entry["segmentations"]) == num_frames[entry["video_id"]]
+        rles = [s for s in entry["segmentations"] if s is not None]
+        assert rles and decode_rle(rles[0]).shape == (60, 80)
+    return results
+
+
+def test_predict_video_with_viz(tmp_path, weights, capsys):
+    write_video(tmp_path / "in.mp4", _frames(), fps=8)
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        "--weights",
+        str(weights),
+        "--input",
+        str(tmp_path / "in.mp4"),
+        "--out",
+        str(out),
+        "--viz",
+        "--viz-score-threshold",
+        "0",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    results = _check_results(out / "results.json", {1: 4})
+    assert "tracks in 4 frames" in capsys.readouterr().out
+    assert probe(out / "overlay.mp4") == (4, 60, 80, 8.0)
+    id_pngs = sorted((out / "instance_ids").iterdir())
+    assert [p.name for p in id_pngs] == ["00000.png", "00001.png", "00002.png", "00003.png"]
+    for index, png in enumerate(id_pngs):
+        ids = np.asarray(Image.open(png))
+        expected = np.zeros((60, 80), np.uint16)
+        for track_id, entry in enumerate(results, start=1):  # default tracker: ids 1.. in results order
+            if entry["segmentations"][index] is not None:
+                expected[decode_rle(entry["segmentations"][index]) > 0] = track_id
+        assert np.array_equal(ids, expected)
+    assert (ids > 0).any()
+
+
+def test_predict_frame_folder_crossvis_tracker(tmp_path, weights):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(_frames(3)):
+        Image.fromarray(frame[:, :, ::-1]).save(folder / f"{i:03d}.png")
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        "--weights",
+        str(weights),
+        "--input",
+        str(folder),
+        "--out",
+        str(out),
+        "--tracker",
+        "crossvis",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    _check_results(out / "results.json", {1: 3})
+    assert not (out / "overlay.mp4").exists()
+
+
+def test_predict_dataset_json(tmp_path, weights):
+    videos = []
+    for vid, count in ((5, 2), (9, 3)):
+        names = []
+        for t, frame in enumerate(_frames(count)):
+            (tmp_path / f"v{vid}").mkdir(exist_ok=True)
+            Image.fromarray(frame[:, :, ::-1]).save(tmp_path / f"v{vid}" / f"{t}.jpg")
+            names.append(f"v{vid}/{t}.jpg")
+        videos.append({"id": vid, "file_names": names, "height": 60, "width": 80, "length": count})
+    categories = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "fox"}]
+    (tmp_path / "gt.json").write_text(json.dumps({"videos": videos, "categories": categories}))
+    out = tmp_path / "out"
+    argv = [
+        "predict",
+        "--weights",
+        str(weights),
+        "--input",
+        str(tmp_path / "gt.json"),
+        "--out",
+        str(out),
+        "--viz",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    _check_results(out / "results.json", {5: 2, 9: 3}, video_ids=(5, 9))
+    assert probe(out / "videos" / "9" / "overlay.mp4")[0] == 3
+    assert len(list((out / "videos" / "5" / "instance_ids").iterdir())) == 2
+
+
+def test_predict_errors_name_the_file(tmp_path, weights, capsys):
+    out = str(tmp_path / "out")
+    assert (
+        main(["predict", "--weights", str(weights), "--input", str(tmp_path / "nope.mp4"), "--out", out]) == 2
+    )
+    assert "nope.mp4" in capsys.readouterr().err
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"junk")
+    write_video(tmp_path / "in.mp4", _frames(1))
+    assert main(["predict", "--weights", str(bad), "--input", str(tmp_path / "in.mp4"), "--out", out]) == 2
+    assert "bad.pth" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results.json").exists()

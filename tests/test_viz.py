@@ -1,0 +1,94 @@
+"""Overlays, colours, contact sheets and the AP plot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from streamvis.viz import (
+    color_for_id,
+    contact_sheet,
+    instance_id_map,
+    mask_contour,
+    overlay_instances,
+    plot_per_class_ap,
+)
+
+
+def test_colors_are_stable_and_distinct():
+    colors = [color_for_id(i) for i in range(1, 31)]
+    assert colors == [color_for_id(i) for i in range(1, 31)]
+    assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in colors)
+    assert len(set(colors)) == 30
+    dists = [np.abs(np.subtract(colors[i], colors[i + 1])).sum() for i in range(29)]
+    assert min(dists) > 60  # neighbouring ids are clearly different
+
+
+def test_mask_contour_of_square():
+    mask = np.zeros((7, 7), bool)
+    mask[1:6, 1:6] = True
+    contour = mask_contour(mask)
+    assert contour.sum() == 16 and not contour[2:5, 2:5].any() and contour[1, 1]
+
+
+def test_overlay_fills_contours_and_labels():
+    image = np.full((60, 80, 3), 100, np.uint8)
+    masks = np.zeros((2, 60, 80), bool)
+    masks[0, 30:50, 10:30] = True
+    masks[1, 30:50, 50:75] = True
+    out = overlay_instances(image, masks, [1, 2], ["cat", "dog"], [0.9, 0.5], alpha=0.5)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(image, np.full((60, 80, 3), 100, np.uint8))  # input untouched
+    expected_fill = np.round(100 * 0.5 + np.array(color_for_id(1)) * 0.5)
+    assert np.abs(out[40, 20].astype(int) - expected_fill).max() <= 1
+    assert tuple(out[40, 10]) == color_for_id(1)  # contour pixel in the full colour
+    assert tuple(out[55, 40]) == (100, 100, 100)  # background far from masks and labels
+    label_area = out[:30, 10:50]  # labels sit above the masks' top edge
+    assert (label_area != 100).any()
+
+
+def test_overlay_without_instances_and_length_check():
+    image = np.zeros((10, 12, 3), np.uint8)
+    assert np.array_equal(overlay_instances(image, np.zeros((0, 10, 12), bool), [], []), image)
+    with pytest.raises(ValueError):
+        overlay_instances(image, np.zeros((1, 10, 12), bool), [1, 2], ["a"])
+
+
+def test_instance_id_map():
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, :2] = True
+    masks[1, 1:3] = True
+    id_map = instance_id_map(masks, [5, 9], (4, 4))
+    assert id_map.dtype == np.uint16
+    assert id_map[:, 0].tolist() == [5, 9, 9, 0]
+
+
+def test_contact_sheet_layout():
+    images = [np.full((4, 6, 3), v, np.uint8) for v in (10, 20, 30)]
+    sheet = contact_sheet(images, 2, gap=2)
+    assert sheet.shape == (10, 14, 3)
+    assert sheet[0, 0, 0] == 10 and sheet[0, 8, 0] == 20 and sheet[6, 0, 0] == 30 and sheet[6, 8, 0] == 32
+
+
+def test_plot_per_class_ap(tmp_path):
+    path = plot_per_class_ap({1: 0.5, 2: float("nan"), 3: 0.9}, {1: "person", 2: "dog"}, tmp_path / "ap.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["ap.png"]
+
+
+def test_viz_import_does_not_load_matplotlib():
+    code = "import sys, streamvis.viz; print('matplotlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_labels_do_not_overlap():
+    from streamvis.viz import _free_spot
+
+    placed = [(0, 10, 50, 12)]
+    assert _free_spot(0, 10, (50, 12), placed, (100, 100)) == 22  # moved below the earlier label
+    assert _free_spot(60, 10, (30, 12), placed, (100, 100)) == 10  # beside it: stays
+    assert _free_spot(0, 88, (50, 12), [(0, 88, 50, 12)], (100, 100)) == 76  # no room below: moves up

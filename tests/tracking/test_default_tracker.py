@@ -1,0 +1,150 @@
+"""streamvis' default tracker on hand-built detection sequences, and the tracker table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamvis.data.masks import decode_rle
+from streamvis.errors import ConfigError
+from streamvis.tracking import TRACKERS, CrossVISTracker, DefaultTracker, build_tracker
+
+
+def _run(frames, make, **kwargs):
+    tracker = DefaultTracker(**kwargs)
+    for index, detections in enumerate(frames):
+        tracker.update(make(detections), index)
+    return tracker.finalize()
+
+
+def _x_center(track, frame_index):
+    mask = decode_rle(track.masks[frame_index])
+    return float(np.flatnonzero(mask.any(axis=0)).mean())
+
+
+def test_crossing_objects_keep_identities(frame, emb):
+    """Two same-class objects cross (boxes overlap mid-way); noisy but distinct looks keep them apart."""
+    frames = []
+    for t in range(7):
+        a, b = 5 + 9 * t, 59 - 9 * t
+        frames.append(
+            [
+                ([a, 10, a + 16, 30], 0, 0.9, emb(0, noise=0.15, seed=t)),
+                ([b, 14, b + 16, 34], 0, 0.8, emb(1, noise=0.15, seed=100 + t)),  # mask IoU <= 0.67
+            ]
+        )
+    tracks = _run(frames, frame)
+    assert len(tracks) == 2 and all(len(t.scores) == 7 for t in tracks)
+    assert [_x_center(tracks[0], t) for t in (0, 6)] == pytest.approx([12.5, 66.5])
+    assert [_x_center(tracks[1], t) for t in (0, 6)] == pytest.approx([66.5, 12.5])
+
+
+def test_exact_swap_follows_embeddings(frame, emb):
+    """Where the official rule ties and drops an object, the Hungarian match keeps both right."""
+    left, right = [5, 10, 25, 30], [50, 10, 70, 30]
+    frames = [
+        [(left, 0, 0.9, emb(0)), (right, 0, 0.8, emb(1))],
+        [(right, 0, 0.9, emb(0)), (left, 0, 0.8, emb(1))],
+    ]
+    tracks = _run(frames, frame)
+    assert len(tracks) == 2 and all(sorted(t.masks) == [0, 1] for t in tracks)
+    assert _x_center(tracks[0], 1) == pytest.approx(59.5) and _x_center(tracks[1], 1) == pytest.approx(14.5)
+
+
+def test_ambiguous_crossing_keeps_both_detections(frame, emb):
+    look = np.ones(8, np.float32)
+    frames = [
+        [([0, 10, 20, 30], 0, 0.9, look), ([60, 10, 80, 30], 0, 0.8, look)],
+        [([30, 10, 50, 30], 0, 0.9, look), ([31, 10, 51, 30], 0, 0.8, look)],
+    ]
+    official = CrossVISTracker()
+    ours = DefaultTracker(duplicate_iou=0.99)
+    for index, detections in enumerate(frames):
+        official.update(frame(detections), index)
+        ours.update(frame(detections), index)
+    assert sum(1 in t.masks for t in official.finalize()) == 1
+    assert sum(1 in t.masks for t in ours.finalize()) == 2
+
+
+@pytest.mark.parametrize(("max_age", "expected_tracks"), [(5, 1), (2, 2)])
+def test_occlusion_gap_reidentifies_within_max_age(frame, emb, max_age, expected_tracks):
+    frames = [[([0, 0, 15, 15], 0, 0.8, emb(0, noise=0.1, seed=1))]] * 2
+    frames += [[]] * 3 + [[([55, 20, 70, 35], 0, 0.7, emb(0, noise=0.1, seed=2))]]  # back, elsewhere
+    tracks = _run(frames, frame, max_age=max_age)
+    assert len(tracks) == expected_tracks
+    assert sorted(tracks[-1].masks) == ([0, 1, 5] if expected_tracks == 1 else [5])
+
+
+def test_new_object_with_another_look_gets_a_new_track(frame, emb):
+    first = [([10, 10, 30, 30], 0, 0.9, emb(0))]
+    # cosine 0, box and mask IoU 0.33: 0.8 * 0.33 + 0.25 < 0.65, a new object nearby
+    assert len(_run([first, [([20, 10, 40, 30], 0, 0.9, emb(3))]], frame)) == 2
+    # the same place (IoU 0.82) and class outweigh a changed look: the track continues
+    assert len(_run([first, [([12, 10, 32, 30], 0, 0.9, emb(3))]], frame)) == 1
+    # ... but not with another class as well (-0.25 instead of +0.25)
+    assert len(_run([first, [([12, 10, 32, 30], 1, 0.9, emb(3))]], frame)) == 2
+
+
+def test_class_is_a_score_weighted_vote(frame, emb):
+    box = [10, 10, 30, 30]
+    frames = [[(box, 2, 0.5, emb(0))], [(box, 4, 0.3, emb(0))], [(box, 4, 0.3, emb(0))]]
+    (track,) = _run(frames, frame)
+    assert track.class_votes == pytest.approx({2: 0.5, 4: 0.6}) and track.category == 4
+    (track,) = _run(frames[:2], frame)
+    assert track.category == 2
+
+
+def test_duplicates_are_suppressed(frame, emb):
+    frames = [
+        [
+            ([10, 10, 30, 30], 0, 0.6, emb(0)),
+            ([10, 10, 30, 31], 0, 0.9, emb(1)),  # the same object again, higher score: mask IoU 0.95
+            ([11, 10, 30, 31], 1, 0.7, emb(1)),  # ... and as another class
+            ([50, 5, 60, 15], 0, 0.5, emb(2)),
+        ]
+    ]
+    tracks = _run(frames, frame)
+    assert sorted((t.category, round(t.score, 2)) for t in tracks) == [(0, 0.5), (0, 0.9), (1, 0.7)]
+    tracks = _run(frames, frame, duplicates_across_classes=True)
+    assert sorted((t.category, round(t.score, 2)) for t in tracks) == [(0, 0.5), (0, 0.9)]
+    assert len(_run(frames, frame, duplicate_iou=1.0)) == 4
+    assert len(_run(frames, frame, min_score=0.55)) == 2  # 0.9 and 0.7 remain
+
+
+def test_embedding_is_a_normalized_moving_average(frame, emb):
+    tracker = DefaultTracker(embedding_momentum=0.5)
+    box = [10, 10, 30, 30]
+    tracker.update(frame([(box, 0, 0.9, 3 * emb(0))]), 0)
+    (track,) = tracker.update(frame([(box, 0, 0.9, 2 * emb(1))]), 1)
+    assert track.embedding[:2] == pytest.approx([np.sqrt(0.5), np.sqrt(0.5)], abs=1e-6)
+    assert track.score == pytest.approx(0.9)
+
+
+def test_empty_frames_and_results(frame):
+    tracker = DefaultTracker()
+    assert tracker.update(frame([]), 0) == [] and tracker.finalize() == []
+
+
+def test_build_tracker_table():
+    assert set(TRACKERS) == {"default", "crossvis"}
+    assert isinstance(build_tracker("crossvis"), CrossVISTracker)
+    assert build_tracker("default", max_age=3).max_age == 3
+    with pytest.raises(ConfigError, match="default"):
+        build_tracker("sort")
+
+
+def test_overlapping_mask_iou_is_exact():
+    from streamvis.data.masks import encode_masks
+    from streamvis.tracking.base import mask_iou, overlapping_mask_iou
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((6, 30, 40), bool)
+    for m in masks:
+        y, x = rng.integers(0, 20), rng.integers(0, 30)
+        m[y : y + rng.integers(2, 10), x : x + rng.integers(2, 10)] = True
+    masks[5] = False  # an empty mask
+    rles = encode_masks(masks)
+    exact = mask_iou(rles[:3], rles[3:])
+    assert np.array_equal(overlapping_mask_iou(rles[:3], rles[3:]), exact)
+    full = mask_iou(rles, rles)
+    assert np.array_equal(overlapping_mask_iou(rles, rles), full) and (full[~np.eye(6, dtype=bool)] > 0).any()
