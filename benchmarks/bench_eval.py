@@ -1,0 +1,270 @@
+"""Speed and memory of `streamvis evaluate` on a case shaped like YouTube-VIS 2019 valid.
+
+The case (seeded, cached in --workdir): 302 videos of 20-36 frames at 720x1280, 40 categories,
+about 1.7 ground-truth tracks and 10 result tracks per video. Masks are blobs whose radius is noisy
+along the boundary and jittered frame to frame (irregular like a real model's masks); results are
+perturbed copies of the ground truth (sometimes with a wrong category) plus false positives.
+
+Prints: whole-process wall seconds of ``python -m streamvis evaluate`` (median of --repeat runs),
+its peak RSS, and in-process seconds after loading (median of --repeat): ``evaluate()`` on loaded
+dicts (mask areas + IoU + matching + accumulation) and its core ``evaluate_tables()`` step (the part
+that corresponds to the official toolkit's ``evaluate()/accumulate()/summarize()``; the official
+``loadRes`` computes the mask areas before it).
+
+Reference (the official toolkit on such a case): 2.3 s whole process, 0.85 s evaluate step, 184 MB.
+
+    python benchmarks/bench_eval.py [--workdir DIR] [--repeat 3] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pycocotools.mask as mask_util
+
+HEIGHT, WIDTH = 720, 1280  # YouTube-VIS 2019: most videos are 720p
+NUM_VIDEOS, NUM_CATEGORIES = 302, 40  # YouTube-VIS 2019 valid
+MIN_FRAMES, MAX_FRAMES = 20, 36
+GT_PER_VIDEO, RESULTS_PER_VIDEO = 1.7, 10
+VERTICES = 96
+GENERATOR_VERSION = 1
+
+
+def _blob(rng, center, radius, phase, amplitude, jitter) -> list[float]:
+    """A closed polygon: radius with a few low-frequency harmonics plus per-vertex noise."""
+    angles = np.linspace(0, 2 * np.pi, VERTICES, endpoint=False)
+    harmonics = np.arange(1, len(amplitude) + 1)[:, None]
+    wobble = (amplitude[:, None] * np.sin(harmonics * angles[None, :] + phase[:, None])).sum(0)
+    r = radius * (1 + wobble + jitter * rng.standard_normal(VERTICES))  # noisy, irregular boundary
+    xs = np.clip(center[0] + r * np.cos(angles), 0, WIDTH - 1)
+    ys = np.clip(center[1] + r * np.sin(angles), 0, HEIGHT - 1)
+    return np.stack([xs, ys], 1).ravel().round(2).tolist()
+
+
+def _track(rng, length, *, radius, present, jitter=0.03):
+    """Per-frame polygons of one moving, deforming blob (None where absent)."""
+    center = np.array([rng.uniform(0.2, 0.8) * WIDTH, rng.uniform(0.2, 0.8) * HEIGHT])
+    velocity = rng.normal(0, radius * 0.03, 2)
+    amplitude, phase = rng.uniform(0, 0.12, 4), rng.uniform(0, 2 * np.pi, 4)
+    polys = []
+    for t in range(length):
+        center = center + velocity + rng.normal(0, radius * 0.01, 2)
+        phase = phase + rng.normal(0, 0.05, 4)
+        polys.append(_blob(rng, center, radius, phase, amplitude, jitter) if present[t] else None)
+    return polys
+
+
+def _present(rng, length, full: bool) -> np.ndarray:
+    if full or rng.random() < 0.7:
+        return np.ones(length, bool)
+    start, stop = sorted(rng.choice(np.arange(length + 1), 2, replace=False))
+    mask = np.zeros(length, bool)
+    mask[start : max(stop, start + 1)] = True
+    return mask
+
+
+def _perturb(rng, polys):
+    """A model's version of a track: shifted, rescaled, noisier; a mask on every frame."""
+    shift, scale = rng.normal(0, 6, 2), rng.uniform(0.9, 1.1)
+    out, last = [], next(p for p in polys if p is not None)
+    for poly in polys:
+        base = np.asarray(poly if poly is not None else last).reshape(-1, 2)
+        last = base.ravel().tolist()
+        center = base.mean(0)
+        moved = (base - center) * scale + center + shift + rng.normal(0, 1.5, base.shape)
+        moved[:, 0] = moved[:, 0].clip(0, WIDTH - 1)
+        moved[:, 1] = moved[:, 1].clip(0, HEIGHT - 1)
+        out.append(moved.ravel().round(2).tolist())
+    return out
+
+
+def _encode(polys) -> list:
+    """Polygons -> compressed RLE json dicts (None stays None), rasterized by pycocotools."""
+    out = []
+    for poly in polys:
+        if poly is None:
+            out.append(None)
+            continue
+        rle = mask_util.frPyObjects([poly], HEIGHT, WIDTH)[0]
+        out.append({"size": [HEIGHT, WIDTH], "counts": rle["counts"].decode("ascii")})
+    return out
+
+
+def _video(rng, vid, ann_id, gt_anns, results):
+    length = int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
+    num_gt = max(1, int(rng.poisson(GT_PER_VIDEO - 1) + 1))
+    for _ in range(num_gt):
+        radius = math.exp(rng.uniform(math.log(30), math.log(330)))  # small, medium and large objects
+        category = int(rng.integers(1, NUM_CATEGORIES + 1))
+        polys = _track(rng, length, radius=radius, present=_present(rng, length, False))
+        segs = _encode(polys)
+        areas = [None if s is None else int(mask_util.area(s)) for s in segs]
+        boxes = [None if s is None else mask_util.toBbox(s).tolist() for s in segs]
+        gt_anns.append(
+            {
+                "id": ann_id,
+                "video_id": vid,
+                "category_id": category,
+                "iscrowd": 0,
+                "segmentations": segs,
+                "areas": areas,
+                "bboxes": boxes,
+                "height": HEIGHT,
+                "width": WIDTH,
+                "length": 1,
+            }
+        )
+        ann_id += 1
+        if rng.random() < 0.9:
+            wrong = rng.random() < 0.15
+            results.append(
+                {
+                    "video_id": vid,
+                    "category_id": int(rng.integers(1, NUM_CATEGORIES + 1)) if wrong else category,
+                    "score": float(rng.uniform(0.3, 1.0)),
+                    "segmentations": _encode(_perturb(rng, polys)),
+                }
+            )
+    for _ in range(RESULTS_PER_VIDEO - min(num_gt, RESULTS_PER_VIDEO)):  # false positives
+        radius = math.exp(rng.uniform(math.log(20), math.log(250)))
+        polys = _track(rng, length, radius=radius, present=np.ones(length, bool), jitter=0.05)
+        results.append(
+            {
+                "video_id": vid,
+                "category_id": int(rng.integers(1, NUM_CATEGORIES + 1)),
+                "score": float(rng.uniform(0.01, 0.5)),
+                "segmentations": _encode(polys),
+            }
+        )
+    return length, ann_id
+
+
+def generate(workdir: Path, seed: int) -> tuple[Path, Path]:
+    """Write (or reuse) gt.json and results.json for `seed` in `workdir`."""
+    stem = workdir / f"ytvis19like_v{GENERATOR_VERSION}_seed{seed}"
+    gt_path, res_path = stem.with_name(stem.name + "_gt.json"), stem.with_name(stem.name + "_results.json")
+    if gt_path.exists() and res_path.exists():
+        return gt_path, res_path
+    rng = np.random.default_rng(seed)
+    videos, anns, results, ann_id = [], [], [], 1
+    for vid in range(1, NUM_VIDEOS + 1):
+        length, ann_id = _video(rng, vid, ann_id, anns, results)
+        videos.append(
+            {
+                "id": vid,
+                "width": WIDTH,
+                "height": HEIGHT,
+                "length": length,
+                "file_names": [f"{vid:05d}/{t:05d}.jpg" for t in range(length)],
+            }
+        )
+    categories = [
+        {"id": c, "name": f"class_{c}", "supercategory": "object"} for c in range(1, NUM_CATEGORIES + 1)
+    ]
+    gt = {"info": {}, "licenses": [], "videos": videos, "categories": categories, "annotations": anns}
+    workdir.mkdir(parents=True, exist_ok=True)
+    gt_path.write_text(json.dumps(gt))
+    res_path.write_text(json.dumps(results))
+    return gt_path, res_path
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def whole_process(gt_path: Path, res_path: Path, repeat: int) -> tuple[float, float, float]:
+    """Median wall and CPU seconds of `python -m streamvis evaluate`, and the peak RSS (MB) of the runs.
+
+    On a busy machine the CPU seconds (user + system) are closer to what an idle machine's wall
+    clock shows.
+    """
+    times, cpu = [], []
+    for _ in range(repeat):
+        start, cpu_start = time.perf_counter(), _children_cpu()
+        subprocess.run(
+            [sys.executable, "-m", "streamvis", "evaluate", "--gt", str(gt_path), "--results", str(res_path)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        times.append(time.perf_counter() - start)
+        cpu.append(_children_cpu() - cpu_start)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: kilobytes
+    return statistics.median(times), statistics.median(cpu), peak_kb / 1024
+
+
+def in_process(gt_path: Path, res_path: Path, repeat: int) -> dict:
+    """Median seconds of the evaluation steps after the json files are loaded and validated."""
+    from streamvis.data.ytvis import load_results, load_ytvis
+    from streamvis.evaluation import evaluate, evaluate_tables
+    from streamvis.evaluation.tables import build_gt_table, build_results_table
+
+    start = time.perf_counter()
+    gt = load_ytvis(gt_path)
+    results = load_results(res_path, gt)
+    load_s = time.perf_counter() - start
+    full, core, result = [], [], None
+    for _ in range(repeat):
+        start, cpu = time.perf_counter(), time.process_time()
+        result = evaluate(gt, results, validate=False)
+        full.append((time.perf_counter() - start, time.process_time() - cpu))
+        gt_table = build_gt_table(gt)
+        dt_table = build_results_table(results, gt_table)
+        start, cpu = time.perf_counter(), time.process_time()
+        evaluate_tables(gt_table, dt_table)
+        core.append((time.perf_counter() - start, time.process_time() - cpu))
+    return {"load": load_s, "evaluate": _median_pair(full), "core": _median_pair(core), "result": result}
+
+
+def _median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    """Medians of (wall, cpu) measurements."""
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "streamvis_bench_eval")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    gt_path, res_path = generate(args.workdir, args.seed)
+    print(
+        f"case: {gt_path.name} ({gt_path.stat().st_size / 1e6:.1f} MB), "
+        f"{res_path.name} ({res_path.stat().st_size / 1e6:.1f} MB); "
+        f"ready in {time.perf_counter() - start:.1f} s"
+    )
+    wall, cpu, rss = whole_process(gt_path, res_path, args.repeat)
+    steps = in_process(gt_path, res_path, args.repeat)
+    stats = steps["result"].stats_named
+    print(f"metrics: AP {stats['AP']:.4f}  AP50 {stats['AP50']:.4f}  AR100 {stats['AR100']:.4f}")
+    print(
+        f"whole process (python -m streamvis evaluate), median of {args.repeat}: {wall:.3f} s wall, "
+        f"{cpu:.3f} s CPU  (official 2.3 s, target <= 0.77 s)"
+    )
+    print(f"peak RSS of the process: {rss:.0f} MB  (official 184 MB)")
+    print(f"load + validate json (in-process, once): {steps['load']:.3f} s wall")
+    print(f"machine load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    wall_s, cpu_s = steps["evaluate"]
+    print(f"evaluate() on loaded dicts, median of {args.repeat}: {wall_s:.4f} s wall, {cpu_s:.4f} s CPU")
+    wall_s, cpu_s = steps["core"]
+    print(
+        f"evaluate step (evaluate_tables: IoU + matching + accumulate + summarize), median of "
+        f"{args.repeat}: {wall_s:.4f} s wall, {cpu_s:.4f} s CPU  (official 0.85 s, target <= 0.085 s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
