@@ -1,0 +1,81 @@
+"""What `train` builds from an `ExperimentConfig` by default: the loader, the evaluator, init weights.
+
+Kept apart from the loop so that tests can hand `train` toy parts instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from torch import nn
+
+from streamvis.errors import ConfigError
+
+
+def build_loader_from_config(
+    cfg, *, batch_size: int, rank: int, world_size: int, start_iter: int
+) -> Iterator:
+    """The resumable training iterator of ``cfg.data`` (`streamvis.data.loader.build_train_loader`)."""
+    from streamvis.data.loader import build_train_dataset, build_train_loader
+
+    dataset = build_train_dataset(cfg.data, seed=cfg.seed)
+    check_dataset_matches_model(dataset, cfg.model)
+    return build_train_loader(
+        dataset,
+        batch_size=batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world_size,
+        start_iter=start_iter,
+        num_workers=cfg.data.num_workers,
+    )
+
+
+def check_dataset_matches_model(dataset, model_cfg) -> None:
+    """The classifier sizes of the model must cover the dataset's classes and identities."""
+    num_classes = getattr(model_cfg, "num_classes", None)
+    if num_classes is not None and dataset.num_classes != num_classes:
+        raise ConfigError(
+            f"{dataset.annotation_json} has {dataset.num_classes} categories but model.num_classes is "
+            f"{num_classes}; set --set model.num_classes={dataset.num_classes}"
+        )
+    num_identities = getattr(model_cfg, "num_identities", None)
+    if num_identities is not None and dataset.num_identities > num_identities:
+        raise ConfigError(
+            f"{dataset.annotation_json} has {dataset.num_identities} instance identities but "
+            f"model.num_identities is {num_identities}; "
+            f"set --set model.num_identities={dataset.num_identities}"
+        )
+
+
+def build_evaluate_fn(cfg) -> Callable[[nn.Module], dict[str, float]] | None:
+    """model -> AP/AR on the valid split of ``cfg.data`` (None when no valid split is configured)."""
+    valid_json = getattr(cfg.data, "valid_json", None)
+    valid_images = getattr(cfg.data, "valid_images", None)
+    if not valid_json or not valid_images:
+        return None
+    for path in (valid_json, valid_images):
+        if not Path(path).exists():
+            raise ConfigError(f"{path}: the valid split of data.valid_json/data.valid_images does not exist")
+
+    def evaluate_fn(model: nn.Module) -> dict[str, float]:
+        from streamvis.engine.predict import predict_dataset
+        from streamvis.evaluation import evaluate
+
+        results = predict_dataset(model, valid_json, valid_images, progress=False)
+        return dict(evaluate(valid_json, results).stats_named)
+
+    return evaluate_fn
+
+
+def load_init_weights(model: nn.Module, path: str) -> None:
+    """Load an ImageNet backbone file (detectron2 ``.pkl`` or torchvision ``.pth``) into ``model.backbone``.
+
+    torchvision weights need ``model.stride_in_1x1: false`` (the stride sits in the 3x3 conv).
+    """
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: train.init_weights file not found")
+    from streamvis.models.backbone import load_imagenet_backbone
+
+    load_imagenet_backbone(model.backbone, path)

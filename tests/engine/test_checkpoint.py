@@ -1,0 +1,71 @@
+"""Checkpoint files: RNG round trip, weights_only loading, keep-last pruning, clear errors."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from streamvis.engine.checkpoint import (
+    Checkpointer,
+    capture_rng_state,
+    load_checkpoint,
+    periodic_name,
+    preserved_rng,
+    restore_rng_state,
+)
+from streamvis.errors import StreamvisError
+
+
+def _draw() -> tuple:
+    return torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)], \
+        np.random.randn()
+
+
+def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
+    np.random.randn()  # leave a cached gaussian in numpy's state
+    random.gauss(0, 1)
+    state = capture_rng_state()
+    expected = _draw()
+    torch.save({"rng": state}, tmp_path / "rng.pth")
+    loaded = torch.load(tmp_path / "rng.pth", weights_only=True)["rng"]
+    restore_rng_state(loaded)
+    assert _draw() == expected
+    with preserved_rng():
+        torch.rand(5)
+        np.random.rand(5)
+    assert _draw() != expected  # the streams moved on, from where they were before the block
+
+
+def test_checkpointer_keeps_last_k_and_final(tmp_path):
+    ckpt = Checkpointer(tmp_path, keep_last=2)
+    for it in (10, 20, 30):
+        ckpt.save(periodic_name(it), {"model": {"w": torch.tensor([float(it)])}, "iteration": it})
+    assert ckpt.latest() == tmp_path / "model_0000030.pth"
+    ckpt.save("model_final.pth", {"model": {}, "iteration": 35})
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["last_checkpoint", "model_0000020.pth", "model_0000030.pth", "model_final.pth"]
+    assert ckpt.latest().name == "model_final.pth"
+    assert load_checkpoint(tmp_path / "model_0000030.pth")["model"]["w"].item() == 30.0
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(StreamvisError, match="missing.pth: checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pth")
+    (tmp_path / "trunc.pth").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(StreamvisError, match="trunc.pth: cannot read the checkpoint"):
+        load_checkpoint(tmp_path / "trunc.pth")
+    torch.save({"weights": 1}, tmp_path / "other.pth")
+    with pytest.raises(StreamvisError, match="other.pth: not a streamvis checkpoint"):
+        load_checkpoint(tmp_path / "other.pth")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    torch.save({"model": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(StreamvisError, match="evil.pth: cannot read the checkpoint"):
+        load_checkpoint(tmp_path / "evil.pth")  # weights_only refuses to run code
