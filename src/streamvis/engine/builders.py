@@ -32,6 +32,34 @@ def build_loader_from_config(
     )
 
 
+def resolve_model_from_data(cfg):
+    """Fill the model fields that the training data determines; returns the updated config.
+
+    ``model.num_identities: 0`` becomes the number of identities of the training json (nothing
+    hard-codes it); ``model.class_names`` / ``model.category_ids``, when unset, become the
+    dataset's categories (sorted by id, the class order of the data pipeline), so a trained model
+    writes the dataset's category ids and names without the json at hand.
+    """
+    import dataclasses
+
+    from streamvis.data.sampling import index_videos
+
+    model_cfg = cfg.model
+    if not getattr(cfg.data, "train_json", None) or not hasattr(model_cfg, "num_identities"):
+        return cfg
+    index = index_videos(cfg.data.train_json)
+    changes = {}
+    if model_cfg.num_identities == 0:
+        changes["num_identities"] = max(index.num_identities, 3)
+    if model_cfg.class_names is None and len(index.class_names) == model_cfg.num_classes:
+        changes["class_names"] = tuple(index.class_names)
+    if model_cfg.category_ids is None and len(index.category_ids) == model_cfg.num_classes:
+        changes["category_ids"] = tuple(index.category_ids)
+    if not changes:
+        return cfg
+    return dataclasses.replace(cfg, model=dataclasses.replace(model_cfg, **changes))
+
+
 def check_dataset_matches_model(dataset, model_cfg) -> None:
     """The classifier sizes of the model must cover the dataset's classes and identities."""
     num_classes = getattr(model_cfg, "num_classes", None)

@@ -127,6 +127,10 @@ def train(
     """
     info = du.env_dist_info()
     device = du.resolve_device(cfg.train.device, info)
+    if build_model is None:
+        from streamvis.engine.builders import resolve_model_from_data
+
+        cfg = resolve_model_from_data(cfg)
     own_group = info.distributed and not torch.distributed.is_initialized()
     du.init_distributed(info, device)
     try:
