@@ -5,13 +5,21 @@ about 1.7 ground-truth tracks and 10 result tracks per video. Masks are blobs wh
 along the boundary and jittered frame to frame (irregular like a real model's masks); results are
 perturbed copies of the ground truth (sometimes with a wrong category) plus false positives.
 
-Prints: whole-process wall seconds of ``python -m streamvis evaluate`` (median of --repeat runs),
-its peak RSS, and in-process seconds after loading (median of --repeat): ``evaluate()`` on loaded
-dicts (mask areas + IoU + matching + accumulation) and its core ``evaluate_tables()`` step (the part
-that corresponds to the official toolkit's ``evaluate()/accumulate()/summarize()``; the official
-``loadRes`` computes the mask areas before it).
+Prints (CPU seconds too: on a shared, busy machine they are closer to an idle machine's wall clock):
 
-Reference (the official toolkit on such a case): 2.3 s whole process, 0.85 s evaluate step, 184 MB.
+- whole process: ``python -m streamvis evaluate`` from start to exit (interpreter start, imports,
+  json parsing, validation, tables, evaluation, table printing), wall and CPU (user + system) of
+  the child, median of --repeat runs, and the peak RSS of the runs;
+- in-process, after the json files are parsed and validated (median of --repeat):
+  ``tables``: `build_gt_table` + `build_results_table`, which compute every mask area (one
+  pycocotools parse of every RLE string; the official ``loadRes`` also computes the areas before
+  its evaluate step); ``evaluate step``: `evaluate_tables` = video IoU (pycocotools parses the RLE
+  strings of the compared tracks again, as the official ``computeIoU`` does) + matching +
+  accumulate + summarize, the part that corresponds to the official toolkit's
+  ``evaluate()/accumulate()/summarize()``; ``evaluate()`` on loaded dicts = tables + evaluate step.
+
+Reference (the official toolkit on such a case, wall): 2.3 s whole process, 0.85 s evaluate step,
+184 MB.
 
     python benchmarks/bench_eval.py [--workdir DIR] [--repeat 3] [--seed 0]
 """
@@ -214,17 +222,25 @@ def in_process(gt_path: Path, res_path: Path, repeat: int) -> dict:
     gt = load_ytvis(gt_path)
     results = load_results(res_path, gt)
     load_s = time.perf_counter() - start
-    full, core, result = [], [], None
+    full, tables, core, result = [], [], [], None
     for _ in range(repeat):
         start, cpu = time.perf_counter(), time.process_time()
         result = evaluate(gt, results, validate=False)
         full.append((time.perf_counter() - start, time.process_time() - cpu))
+        start, cpu = time.perf_counter(), time.process_time()
         gt_table = build_gt_table(gt)
         dt_table = build_results_table(results, gt_table)
+        tables.append((time.perf_counter() - start, time.process_time() - cpu))
         start, cpu = time.perf_counter(), time.process_time()
         evaluate_tables(gt_table, dt_table)
         core.append((time.perf_counter() - start, time.process_time() - cpu))
-    return {"load": load_s, "evaluate": _median_pair(full), "core": _median_pair(core), "result": result}
+    return {
+        "load": load_s,
+        "evaluate": _median_pair(full),
+        "tables": _median_pair(tables),
+        "core": _median_pair(core),
+        "result": result,
+    }
 
 
 def _median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
@@ -256,6 +272,8 @@ def main(argv=None) -> int:
     print(f"peak RSS of the process: {rss:.0f} MB  (official 184 MB)")
     print(f"load + validate json (in-process, once): {steps['load']:.3f} s wall")
     print(f"machine load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    wall_s, cpu_s = steps["tables"]
+    print(f"tables (mask areas), median of {args.repeat}: {wall_s:.4f} s wall, {cpu_s:.4f} s CPU")
     wall_s, cpu_s = steps["evaluate"]
     print(f"evaluate() on loaded dicts, median of {args.repeat}: {wall_s:.4f} s wall, {cpu_s:.4f} s CPU")
     wall_s, cpu_s = steps["core"]

@@ -6,6 +6,7 @@ Never imports torch, scipy or matplotlib, so it starts fast.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,12 +39,17 @@ def _run(args: argparse.Namespace) -> int:
     import sys
     import warnings
 
-    from streamvis.data.ytvis import load_results, load_ytvis
+    from streamvis.data.ytvis import load_results, load_ytvis, read_json
     from streamvis.evaluation import evaluate, format_table
     from streamvis.utils.io import atomic_write_json
 
+    if not Path(args.gt).is_file():
+        load_ytvis(args.gt)  # raises the usual "file not found" / "not a file" error
+    # the (large) results file is parsed first, so that its parse-time memory peak and the ground
+    # truth's objects are not held at once
+    results = read_json(args.results)
     gt = load_ytvis(args.gt)
-    results = load_results(args.results, gt)
+    results = load_results(results, gt, path=args.results)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate(gt, results, validate=False)  # validated by the loaders above

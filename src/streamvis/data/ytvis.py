@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
+import os
 from collections import defaultdict
 from numbers import Real
 from pathlib import Path
@@ -20,6 +22,11 @@ import numpy as np
 from streamvis.data.masks import check_segmentation
 from streamvis.errors import DataFormatError, StreamvisError
 from streamvis.utils.io import atomic_open
+
+try:  # optional speed-up; results equal json's (both parse floats correctly rounded)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    _orjson = None
 
 __all__ = [
     "annotations_by_video",
@@ -43,7 +50,10 @@ RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
 
 # ----------------------------------------------------------------------------------------- reading
 def read_json(path):
-    """Parse a json file.
+    """Parse a json file (with orjson, straight from a memory map, when orjson is installed).
+
+    What orjson rejects (NaN / Infinity literals, a BOM, lone surrogates) json reads, as before;
+    integers past 64 bits come back as floats (an id that large is reported as not an integer).
 
     Raises:
         StreamvisError: the file does not exist or is not a regular file.
@@ -52,15 +62,28 @@ def read_json(path):
     path = Path(path)
     if not path.is_file():
         raise StreamvisError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    if _orjson is not None:
+        try:
+            return _orjson_load(path)
+        except _orjson.JSONDecodeError:
+            pass  # orjson is stricter (NaN, Infinity, BOM, 1e400): json decides, with its messages
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise DataFormatError(
-            f"malformed json: {e.msg} at line {e.lineno}, column {e.colno}", path=path
-        ) from e
+        message = f"malformed json: {e.msg} at line {e.lineno}, column {e.colno}"
+        raise DataFormatError(message, path=path) from e
     except UnicodeDecodeError as e:
         raise DataFormatError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from e
+
+
+def _orjson_load(path: Path):
+    """orjson on a read-only memory map of `path` (no copy of a large file; mmap needs a non-empty one)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return _orjson.loads(b"")  # raises JSONDecodeError
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
+            return _orjson.loads(view)
 
 
 def load_ytvis(path) -> dict:
@@ -97,11 +120,20 @@ def load_results(path_or_list, gt: dict, *, path=None) -> list[dict]:
 
 # -------------------------------------------------------------------------------------- validation
 def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return type(value) is int or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
+    kind = type(value)  # exact float/int first: the abstract `Real` check is slow
+    return kind is float or kind is int or (isinstance(value, Real) and not isinstance(value, bool))
+
+
+def _finite_plain_numbers(values: list) -> bool:
+    """Fast path: plain floats/ints (no bool) with a finite sum; False means: check one by one."""
+    try:
+        return all(type(v) in (float, int) for v in values) and math.isfinite(sum(values))
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _where(kind: str, index: int, item) -> str:
@@ -208,7 +240,9 @@ def _check_segmentations(segs: list, video: dict, where: str, path, *, rle_only:
 
 def _check_boxes_and_areas(ann: dict, length: int, where: str, path) -> None:
     if "bboxes" in ann and ann["bboxes"] is not None:
-        for f, box in enumerate(_check_per_frame_list(ann["bboxes"], "bboxes", length, where, path)):
+        boxes = _check_per_frame_list(ann["bboxes"], "bboxes", length, where, path)
+        fast = all(b is None or (type(b) is list and len(b) == 4 and _finite_plain_numbers(b)) for b in boxes)
+        for f, box in enumerate(() if fast else boxes):
             if box is not None and not (
                 isinstance(box, list)
                 and len(box) == 4
@@ -221,7 +255,10 @@ def _check_boxes_and_areas(ann: dict, length: int, where: str, path) -> None:
                     field=f"bboxes[{f}]",
                 )
     if "areas" in ann and ann["areas"] is not None:
-        for f, area in enumerate(_check_per_frame_list(ann["areas"], "areas", length, where, path)):
+        areas = _check_per_frame_list(ann["areas"], "areas", length, where, path)
+        present = [a for a in areas if a is not None]
+        fast = _finite_plain_numbers(present) and min(present, default=0) >= 0
+        for f, area in enumerate(() if fast else areas):
             if area is not None and not (_is_number(area) and math.isfinite(area) and area >= 0):
                 raise DataFormatError(
                     f"must be null or a non-negative number, got {area!r}",

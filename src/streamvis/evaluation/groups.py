@@ -1,8 +1,9 @@
 """(video, category) groups holding both predictions and ground truth: their IoUs and matches.
 
 Everything is vectorized over groups: one flat list of the groups' predictions (in score order)
-and ground truths (in file order), video IoUs from `video_iou.pair_intersections`, and padded
-batches of bounded size for `matching.match_batch`.
+and ground truths (in file order), video IoUs from `video_iou.pair_intersections` (only for the
+pairs whose area bound can reach the lowest threshold), and padded batches of bounded size for
+`matching.match_batch`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamvis.evaluation import setops
 from streamvis.evaluation.matching import match_batch
 from streamvis.evaluation.tables import GroundTruthTable, ResultsTable
-from streamvis.evaluation.video_iou import frame_masks, pair_intersections, video_iou
+from streamvis.evaluation.video_iou import (
+    FrameMasks,
+    frame_masks,
+    pair_intersections,
+    same_frame_pairs,
+    select_masks,
+    video_iou,
+)
 
 __all__ = ["GroupIndex", "group_index", "group_ious", "match_all"]
 
@@ -49,10 +58,10 @@ def group_index(gt: GroundTruthTable, dt: ResultsTable, kept: np.ndarray, rank: 
     num_k = len(gt.category_ids)
     dt_key = dt.video[kept] * num_k + dt.category[kept]  # kept is sorted by (video, category, rank)
     gt_key = gt.video * num_k + gt.category
-    shared = np.intersect1d(dt_key, gt_key)
-    dt_pos = np.flatnonzero(np.isin(dt_key, shared))
+    shared = setops.intersect(dt_key, gt_key)
+    dt_pos = np.flatnonzero(setops.isin(dt_key, shared))
     dt_group = np.searchsorted(shared, dt_key[dt_pos])
-    gt_idx = np.flatnonzero(np.isin(gt_key, shared))
+    gt_idx = np.flatnonzero(setops.isin(gt_key, shared))
     order = np.argsort(np.searchsorted(shared, gt_key[gt_idx]), kind="stable")  # keeps file order
     gt_idx = gt_idx[order]
     gt_group = np.searchsorted(shared, gt_key[gt_idx])
@@ -99,12 +108,56 @@ def _gt_masks(gt: GroundTruthTable, members: np.ndarray, frame_offset: np.ndarra
     )
 
 
-def group_ious(gt: GroundTruthTable, dt: ResultsTable, kept: np.ndarray, index: GroupIndex):
+def _group_pairs(index: GroupIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Every (prediction, ground truth) pair of each group, by prediction then ground truth."""
+    pair_dt = np.repeat(np.arange(index.dt_pos.size), index.num_gt[index.dt_group])
+    gt_start = np.concatenate([[0], np.cumsum(index.num_gt)[:-1]])
+    return pair_dt, gt_start[index.dt_group[pair_dt]] + _rank_in_group(pair_dt)
+
+
+def _reaching(dt_m: FrameMasks, gt_m: FrameMasks, pairs, totals, min_iou: float):
+    """Which pairs may reach IoU `min_iou`, and the masks of the frames where such pairs meet.
+
+    An upper bound from the areas alone: per shared frame |D ∩ G| <= min(a_D, a_G) =: s, so with
+    S the sum of s, I <= S and U = A_D + A_G - I >= A_D + A_G - S, hence IoU <= S / (A_D + A_G - S).
+    Correctly rounded division is monotone, so a pair whose bound is below `min_iou` also has a
+    float IoU below it: it is never a match candidate and its masks need not be intersected.
+
+    Returns:
+        reach: (P,) bool; dt_m, gt_m: the masks restricted to frames of reaching pairs.
+    """
+    (pair_dt, pair_gt), (dt_total, gt_total) = pairs, totals
+    frame_dt, frame_gt = same_frame_pairs(dt_m, gt_m)
+    num_gt = int(gt_total.size)
+    # a same-frame (prediction, ground truth) is always a pair: frame keys are per group
+    pair_key = pair_dt * num_gt + pair_gt  # sorted
+    frame_pair = np.searchsorted(pair_key, dt_m.owner[frame_dt] * num_gt + gt_m.owner[frame_gt])
+    shared = np.bincount(
+        frame_pair, np.minimum(dt_m.areas[frame_dt], gt_m.areas[frame_gt]), minlength=pair_dt.size
+    )
+    union_low = dt_total[pair_dt] + gt_total[pair_gt] - shared
+    bound = np.divide(shared, union_low, out=np.zeros(shared.size), where=union_low > 0)
+    reach = ~(bound < min_iou)
+    use = reach[frame_pair]
+    need_dt, need_gt = np.zeros(dt_m.key.size, bool), np.zeros(gt_m.key.size, bool)
+    need_dt[frame_dt[use]] = True
+    need_gt[frame_gt[use]] = True
+    return reach, select_masks(dt_m, need_dt), select_masks(gt_m, need_gt)
+
+
+def group_ious(
+    gt: GroundTruthTable, dt: ResultsTable, kept: np.ndarray, index: GroupIndex, min_iou: float = 0.0
+):
     """Video IoU of every (prediction, ground truth) pair within each group.
+
+    Args:
+        gt, dt, kept, index: the tables, the kept predictions and their groups.
+        min_iou: pairs whose IoU is surely below it (by `_reaching`'s area bound) get IoU 0 without
+            decoding their masks; pass the lowest matching threshold (0 computes every IoU).
 
     Returns:
         pair_dt, pair_gt: (P,) indices into the index's predictions / ground truths.
-        ious: (P,) video IoU.
+        ious: (P,) video IoU (0 for the pairs below `min_iou`).
         empty_unions: number of pairs whose union is empty.
     """
     # frame key = the group's offset + frame index: only masks of one group and frame are intersected
@@ -113,19 +166,19 @@ def group_ious(gt: GroundTruthTable, dt: ResultsTable, kept: np.ndarray, index: 
     heights = gt.video_sizes[group_video, 0]
     dt_m = _dt_masks(dt, kept[index.dt_pos], offset[index.dt_group], heights[index.dt_group])
     gt_m = _gt_masks(gt, index.gt_idx, offset[index.gt_group], heights[index.gt_group])
+    dt_total = np.bincount(dt_m.owner, dt_m.areas, minlength=index.dt_pos.size)
+    gt_total = np.bincount(gt_m.owner, gt_m.areas, minlength=index.gt_idx.size)
+    pair_dt, pair_gt = _group_pairs(index)
+    reach, dt_m, gt_m = _reaching(dt_m, gt_m, (pair_dt, pair_gt), (dt_total, gt_total), min_iou)
     d_own, g_own, inter = pair_intersections(dt_m, gt_m, int(gt.video_sizes[:, 1].max(initial=1)))
-    pair_dt = np.repeat(np.arange(index.dt_pos.size), index.num_gt[index.dt_group])
-    gt_start = np.concatenate([[0], np.cumsum(index.num_gt)[:-1]])
-    pair_gt = gt_start[index.dt_group[pair_dt]] + _rank_in_group(pair_dt)
     pair_inter = np.zeros(pair_dt.size)
     if inter.size:  # pairs that never intersect are absent from `inter`
         keys, query = d_own * index.gt_idx.size + g_own, pair_dt * index.gt_idx.size + pair_gt
         found = np.minimum(np.searchsorted(keys, query), keys.size - 1)
         hit = keys[found] == query
         pair_inter[hit] = inter[found[hit]]
-    dt_total = np.bincount(dt_m.owner, dt_m.areas, minlength=index.dt_pos.size)
-    gt_total = np.bincount(gt_m.owner, gt_m.areas, minlength=index.gt_idx.size)
     ious, empty = video_iou(pair_inter, dt_total[pair_dt], gt_total[pair_gt])
+    ious[~reach] = 0.0
     return pair_dt, pair_gt, ious, int(empty.sum())
 
 

@@ -21,9 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import pycocotools.mask as mask_util
 
-__all__ = ["FrameMasks", "frame_masks", "pair_intersections", "video_iou"]
+from streamvis.evaluation import setops
 
-_MAX_PAIRS_PER_CALL = 1 << 14  # bounds the (masks x masks) ratio matrix of one pycocotools call
+__all__ = ["FrameMasks", "frame_masks", "pair_intersections", "same_frame_pairs", "select_masks", "video_iou"]
+
+# bounds the (masks x masks) ratio matrix of one pycocotools call; 1 << 12 measured faster than 1 << 14
+_MAX_PAIRS_PER_CALL = 1 << 12
 
 
 @dataclass
@@ -34,15 +37,22 @@ class FrameMasks:
         owner: (F,) index of the track each mask belongs to.
         key: (F,) frame key, unique per (video, frame) (e.g. the video's frame offset + frame index).
         height: (F,) frame height.
-        counts: F compressed RLE counts (``str`` or ``bytes``).
+        counts: (F,) object array of the compressed RLE counts (``str`` or ``bytes``).
         areas: (F,) float64 mask areas.
     """
 
     owner: np.ndarray
     key: np.ndarray
     height: np.ndarray
-    counts: list
+    counts: np.ndarray
     areas: np.ndarray
+
+
+def _object_array(items: list) -> np.ndarray:
+    """(N,) object array of `items` (strings are kept whole), so that subsets are numpy indexing."""
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
 
 
 def frame_masks(owner, key, height, counts: list, areas) -> FrameMasks:
@@ -53,14 +63,14 @@ def frame_masks(owner, key, height, counts: list, areas) -> FrameMasks:
         owner=np.asarray(owner, dtype=np.int64)[order],
         key=key[order],
         height=np.asarray(height, dtype=np.int64)[order],
-        counts=[counts[i] for i in order.tolist()],
+        counts=_object_array(counts)[order],
         areas=np.asarray(areas, dtype=np.float64)[order],
     )
 
 
 def _chunks(dt_key: np.ndarray, gt_key: np.ndarray):
     """Split the key range so that each call's (dt masks x gt masks) stays under the cap."""
-    keys = np.union1d(dt_key, gt_key)
+    keys = setops.union(dt_key, gt_key)
     d_end = np.searchsorted(dt_key, keys, side="right").tolist()
     g_end = np.searchsorted(gt_key, keys, side="right").tolist()
     d_lo = g_lo = d_prev = g_prev = 0
@@ -75,19 +85,33 @@ def _chunks(dt_key: np.ndarray, gt_key: np.ndarray):
 def _rles(masks: FrameMasks, part: slice, base_width: int) -> list:
     return [
         {"size": [h, base_width + k], "counts": c}
-        for h, k, c in zip(masks.height[part].tolist(), masks.key[part].tolist(), masks.counts[part])
+        for h, k, c in zip(masks.height[part].tolist(), masks.key[part].tolist(), masks.counts[part].tolist())
     ]
 
 
-def _subset(masks: FrameMasks, keep: np.ndarray) -> FrameMasks:
+def select_masks(masks: FrameMasks, keep: np.ndarray) -> FrameMasks:
+    """The masks where the (F,) bool `keep` is set (order kept)."""
     index = np.flatnonzero(keep)
     return FrameMasks(
         owner=masks.owner[index],
         key=masks.key[index],
         height=masks.height[index],
-        counts=[masks.counts[i] for i in index.tolist()],
+        counts=masks.counts[index],
         areas=masks.areas[index],
     )
+
+
+def same_frame_pairs(dt: FrameMasks, gt: FrameMasks) -> tuple[np.ndarray, np.ndarray]:
+    """Every (prediction mask, ground-truth mask) pair with the same frame key.
+
+    Returns:
+        dt_index, gt_index: (M,) positions in `dt` and `gt`, by prediction mask then ground truth.
+    """
+    first = np.searchsorted(gt.key, dt.key, side="left")
+    count = np.searchsorted(gt.key, dt.key, side="right") - first
+    dt_index = np.repeat(np.arange(dt.key.size), count)
+    start = np.repeat(first - (np.cumsum(count) - count), count)  # first gt mask, minus the pairs before
+    return dt_index, start + np.arange(dt_index.size)
 
 
 def pair_intersections(dt: FrameMasks, gt: FrameMasks, base_width: int):
@@ -103,8 +127,8 @@ def pair_intersections(dt: FrameMasks, gt: FrameMasks, base_width: int):
     """
     num_gt = int(gt.owner.max(initial=-1)) + 1
     # only non-empty masks of frames that both sides have can intersect: the others are not decoded
-    dt = _subset(dt, (dt.areas > 0) & np.isin(dt.key, gt.key[gt.areas > 0]))
-    gt = _subset(gt, (gt.areas > 0) & np.isin(gt.key, dt.key))
+    dt = select_masks(dt, (dt.areas > 0) & setops.isin(dt.key, gt.key[gt.areas > 0]))
+    gt = select_masks(gt, (gt.areas > 0) & setops.isin(gt.key, dt.key))
     pair_keys, values = [], []
     for d_part, g_part in _chunks(dt.key, gt.key):
         if d_part.stop <= d_part.start or g_part.stop <= g_part.start:
@@ -124,7 +148,7 @@ def pair_intersections(dt: FrameMasks, gt: FrameMasks, base_width: int):
         pair_keys.append(dt.owner[rows] * num_gt + gt.owner[cols])
     if not pair_keys:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    unique, inverse = np.unique(np.concatenate(pair_keys), return_inverse=True)
+    unique, inverse = setops.unique_inverse(np.concatenate(pair_keys))
     summed = np.bincount(inverse, np.concatenate(values), minlength=unique.size).astype(np.float64)
     return unique // num_gt, unique % num_gt, summed
 

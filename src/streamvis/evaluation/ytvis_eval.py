@@ -5,9 +5,10 @@ IoU thresholds .50:.05:.95, recall thresholds 0:.01:1, maxDets 1/10/100, YouTube
 ranges). This module reproduces its ``evaluate`` / ``accumulate`` / ``summarize`` with the same
 tie-breaking and float operations (tests/evaluation checks 32 golden cases to 1e-9), on RLE and
 numpy arrays: `tables` indexes the inputs (mask areas in batched pycocotools calls), `video_iou`
-gets exact video IoUs from a few batched pycocotools calls, `groups` and `matching` run the greedy
+gets exact video IoUs from a few batched pycocotools calls (skipping the pairs that an area bound
+puts below the lowest IoU threshold: they can match nothing), `groups` and `matching` run the greedy
 matching batched over all (video, category) groups, `accumulate` is vectorized over every setting.
-No torch is imported.
+No torch (nor numpy.ma) is imported.
 """
 
 from __future__ import annotations
@@ -174,7 +175,9 @@ def evaluate_tables(gt: GroundTruthTable, dt: ResultsTable, params: EvalParams |
     npig = np.stack([np.bincount(gt.category[~ig], minlength=num_k) for ig in ignore])  # (A, K)
     kept, rank = _keep_top(dt, params.max_dets[-1])
     index = group_index(gt, dt, kept, rank)
-    pair_dt, pair_gt, ious, empty_unions = group_ious(gt, dt, kept, index)
+    thresholds = np.minimum(params.iou_thresholds, 1 - 1e-10)  # as `match_batch` compares
+    lowest = float(thresholds.min()) if thresholds.size else 0.0
+    pair_dt, pair_gt, ious, empty_unions = group_ious(gt, dt, kept, index, min_iou=lowest)
     matched = np.zeros((num_a, num_t, kept.size), dtype=np.int64)
     matched_ignored = np.zeros((num_a, num_t, kept.size), dtype=bool)
     if index.dt_pos.size:
