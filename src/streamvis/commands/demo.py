@@ -152,7 +152,7 @@ def write_overlays(gt, image_root: Path, results, out_dir: Path, *, count: int, 
     """Draw the tracks of the first `count` videos (as ``streamvis render``); returns the MP4 paths."""
     from tqdm import tqdm
 
-    from streamvis.commands.render import SCORE_THRESHOLD, _render_video
+    from streamvis.commands.render import SCORE_THRESHOLD, render_video_entries
     from streamvis.data.video import read_image
     from streamvis.data.ytvis import results_by_video
 
@@ -165,8 +165,9 @@ def write_overlays(gt, image_root: Path, results, out_dir: Path, *, count: int, 
         for video in videos:
             frames = (read_image(image_root / name) for name in video["file_names"])
             video_dir = out_dir / str(video["id"])
-            _render_video(grouped.get(video["id"], []), frames, video_dir, names=names,
-                          score_threshold=SCORE_THRESHOLD, fps=OVERLAY_FPS, results_path=None, bar=bar)
+            render_video_entries(grouped.get(video["id"], []), frames, video_dir, names=names,
+                                 score_threshold=SCORE_THRESHOLD, fps=OVERLAY_FPS, results_path=None,
+                                 bar=bar, write_ids=False)
             paths.append(video_dir / "overlay.mp4")
     return paths
 

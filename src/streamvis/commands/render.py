@@ -47,8 +47,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _render_video(entries, frames, out_dir: Path, *, names, score_threshold, fps, results_path, bar) -> int:
-    """Draw the entries of one video over its frames; returns the number of frames written."""
+def render_video_entries(
+    entries, frames, out_dir: Path, *, names, score_threshold, fps, results_path, bar, write_ids: bool = True
+) -> int:
+    """Draw the results entries of one video over its frames into ``out_dir/overlay.mp4``.
+
+    Args:
+        entries: the video's results entries (official format), in file order (track id = position + 1).
+        frames: iterable of (H, W, 3) uint8 BGR frames.
+        out_dir: folder for ``overlay.mp4`` (and ``instance_ids/`` when `write_ids`).
+        names: category id -> name; score_threshold: entries below it are not drawn.
+        fps: MP4 frame rate; results_path: named in errors (None for in-memory results).
+        bar: a tqdm bar updated once per frame.
+
+    Returns:
+        The number of frames written.
+    """
     import numpy as np
 
     from streamvis.data.masks import decode_rles
@@ -56,7 +70,7 @@ def _render_video(entries, frames, out_dir: Path, *, names, score_threshold, fps
 
     tracks = [(i + 1, e) for i, e in enumerate(entries) if e["score"] >= score_threshold]
     count = 0
-    with OverlayWriter(out_dir, fps=fps) as writer:
+    with OverlayWriter(out_dir, fps=fps, write_ids=write_ids) as writer:
         for index, frame in enumerate(frames):
             _check_length(entries, index, results_path)
             shown = [(tid, e) for tid, e in tracks if e["segmentations"][index] is not None]
@@ -120,7 +134,7 @@ def _render_dataset(args, results, out: Path, progress) -> int:
     with progress(total=sum(len(v["file_names"]) for v in videos)) as bar:
         for video in videos:
             frames = (read_image(images / name) for name in video["file_names"])
-            _render_video(
+            render_video_entries(
                 grouped[video["id"]],
                 frames,
                 out / "videos" / str(video["id"]),
@@ -153,7 +167,7 @@ def _render_single(args, results, out: Path, progress) -> int:
     video_id = _pick_video(args, grouped)
     num_frames, _, _, fps = probe(args.source)
     with progress(total=num_frames) as bar:
-        _render_video(
+        render_video_entries(
             grouped[video_id],
             read_frames(args.source),
             out,

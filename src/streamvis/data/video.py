@@ -69,6 +69,9 @@ class VideoWriter:
             prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent
         )
         os.close(fd)
+        umask = os.umask(0)  # mkstemp makes 0600 files; give the MP4 the permissions open() would
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)
 
     def _open(self, height: int, width: int) -> None:
         av = _av()
