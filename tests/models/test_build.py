@@ -1,0 +1,142 @@
+"""Builder table, presets and a smoke test of every architecture (predict + loss + backward)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamvis.config import from_dict, to_dict
+from streamvis.errors import ConfigError
+from streamvis.models.build import MODEL_BUILDERS, PRESETS, ModelConfig, build_model, preset
+from streamvis.models.criterion import LossConfig
+from streamvis.structures import FrameBatch, Instances, PairBatch
+
+SMALL = "crossvis_r18_small"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """One intra-op thread: on a busy shared CPU, multi-threaded ops wait for descheduled threads
+    and run 10-100x slower (reference/crossvis/timing.md)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _frame(seed: int, height: int = 64, width: int = 96) -> tuple[torch.Tensor, Instances]:
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 256, (3, height, width), generator=g, dtype=torch.uint8)
+    masks = torch.zeros(2, height, width, dtype=torch.bool)
+    masks[0, 10:50, 20:70] = True
+    masks[1, 30:60, 60:90] = True
+    boxes = torch.tensor([[20, 10, 70, 50], [60, 30, 90, 60]], dtype=torch.float32)
+    inst = Instances((height, width), gt_boxes=boxes, gt_classes=torch.tensor([1, 3]), gt_masks=masks,
+                     gt_ids=torch.tensor([5, 7]))
+    return image, inst
+
+
+def _pair_batch() -> PairBatch:
+    key = [_frame(0), _frame(1)]
+    ref = [_frame(2), _frame(3)]
+    return PairBatch(FrameBatch([f[0] for f in key], [f[1] for f in key]),
+                     FrameBatch([f[0] for f in ref], [f[1] for f in ref]))
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    return build_model(preset(SMALL).replace(num_classes=4, num_identities=10))
+
+
+def test_presets_and_errors():
+    assert set(PRESETS) == {"crossvis_r50", "crossvis_r101", "crossvis_r18_small"}
+    assert preset("crossvis_r101").depth == 101 and preset("crossvis_r50") == ModelConfig()
+    assert isinstance(ModelConfig().loss, LossConfig)
+    with pytest.raises(ConfigError, match="crossvis_r50"):
+        preset("crossvis_r5O")
+    with pytest.raises(ConfigError):
+        ModelConfig(depth=152)
+    with pytest.raises(ConfigError):
+        ModelConfig(num_classes=2, class_names=("a",))
+    with pytest.raises(ConfigError):
+        ModelConfig(head_channels=48)
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = preset(SMALL).replace(class_names=("a", "b"), num_classes=2)
+    assert from_dict(ModelConfig, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("architecture", sorted(MODEL_BUILDERS))
+def test_every_architecture_predicts_and_trains(architecture, small_model):
+    assert small_model.config.architecture == architecture
+    model = small_model
+    image, _ = _frame(9)
+    model.train()
+    results = model.predict([image, image[:, :40, :64]], [(128, 192), (40, 64)])
+    assert model.training  # predict restores the mode
+    assert [r.image_size for r in results] == [(128, 192), (40, 64)]
+    for res in results:
+        assert res.masks.shape[1:] == res.image_size and res.masks.dtype == torch.bool
+        assert res.embeddings.shape[1] == 64 and res.mask_head_params.shape[1] == 169
+    losses = model.loss(_pair_batch())
+    assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_cross_over",
+                           "loss_reid"}
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    model.zero_grad()
+    total.backward()
+    assert model.head.cls_logits.weight.grad.abs().sum() > 0
+    assert model.backbone.res3[0].conv1.weight.grad.abs().sum() > 0
+    assert model.backbone.stem.conv1.weight.grad is None  # frozen (freeze_at 2)
+
+
+def test_backbone_gets_a_tenth_of_the_gradient(small_model):
+    model = small_model
+    images = torch.randn(2, 3, 64, 64)
+    grads = {}
+    for mode in (True, False):  # cls logits pass only GroupNorm layers: train == eval except the 0.1x
+        model.train(mode)
+        model.zero_grad()
+        model.forward_features(images).cls_logits[0].sum().backward()
+        grads[mode] = (model.fpn.output3.bias.grad.clone(), model.head.cls_logits.bias.grad.clone())
+    model.train()
+    torch.testing.assert_close(grads[True][0], 0.1 * grads[False][0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(grads[True][1], grads[False][1], rtol=1e-4, atol=1e-6)
+
+
+def test_reid_batchnorm_uses_per_level_statistics_in_training(small_model):
+    model = small_model
+    model.train()
+    with torch.no_grad():
+        outputs = model.forward_features(torch.randn(2, 3, 96, 96))
+    bias = model.head.reid_pred_bn.bias
+    for level in range(4):  # P7 is 1x1 here; each level's mean over (N, H, W) equals beta
+        torch.testing.assert_close(outputs.reid_feats[level].mean(dim=(0, 2, 3)), bias, rtol=0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def detecting_model():
+    """An untrained small model that keeps every candidate (no threshold, no suppression, boxes > 0)."""
+    torch.manual_seed(1)
+    cfg = preset(SMALL).replace(num_classes=4, num_identities=10, score_threshold=0.0, nms_threshold=1.0,
+                                detections_per_frame=30)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.head.bbox_pred.bias.fill_(1.0)  # non-empty boxes
+    return model
+
+
+@pytest.mark.parametrize("options", [{}, {"fuse_towers": False}, {"winograd": True}, {"channels_last": True}])
+def test_fast_inference_options_match_the_faithful_path(detecting_model, options):
+    from streamvis.models.crossvis import optimize_for_inference
+
+    fast = optimize_for_inference(detecting_model, **options)
+    generator = torch.Generator().manual_seed(5)
+    image = torch.randint(0, 256, (3, 72, 100), generator=generator, dtype=torch.uint8)
+    ref, got = detecting_model.predict([image])[0], fast.predict([image])[0]
+    assert len(ref) >= 20 and fast.sparse_inference and fast.criterion is None
+    assert got.classes.tolist() == ref.classes.tolist() and got.fpn_levels.tolist() == ref.fpn_levels.tolist()
+    for field in ("boxes", "scores", "embeddings", "mask_head_params", "global_mask_probs"):
+        torch.testing.assert_close(got.get(field), ref.get(field), rtol=1e-4, atol=1e-4, msg=field)

@@ -1,0 +1,157 @@
+"""ops: aligned_bilinear, location grids and NMS (against a plain-Python greedy reference)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamvis.ops import nms as nms_ops
+from streamvis.ops.misc import aligned_bilinear, compute_locations
+from streamvis.ops.nms import batched_nms, nms
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """One intra-op thread: on a busy shared CPU, multi-threaded ops wait for descheduled threads
+    and run 10-100x slower (reference/crossvis/timing.md)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_aligned_bilinear_hand_case():
+    x = torch.tensor([[[[0.0, 1.0]]]])  # (1, 1, 1, 2)
+    out = aligned_bilinear(x, 2)
+    # pad right -> [0, 1, 1]; align_corners to 5 -> [0, .5, 1, 1, 1]; pad left 1 -> crop 4
+    assert out.shape == (1, 1, 2, 4)
+    torch.testing.assert_close(out, torch.tensor([[[[0.0, 0.0, 0.5, 1.0]] * 2]]))
+
+
+def test_aligned_bilinear_shapes_and_errors():
+    x = torch.randn(2, 3, 5, 7)
+    assert aligned_bilinear(x, 1) is x
+    assert aligned_bilinear(x, 4).shape == (2, 3, 20, 28)
+    with pytest.raises(ValueError):
+        aligned_bilinear(x, 1.5)
+    with pytest.raises(ValueError):
+        aligned_bilinear(x[0], 2)
+
+
+def test_compute_locations_row_major_centres():
+    locs = compute_locations(2, 3, 8)
+    assert locs.tolist() == [[4, 4], [12, 4], [20, 4], [4, 12], [12, 12], [20, 12]]
+
+
+def reference_nms(boxes, scores, threshold):
+    """Plain-Python greedy NMS (torchvision semantics: stable descending sort, IoU > threshold)."""
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+    b = boxes.tolist()
+    area = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in b]
+    removed, keep = set(), []
+    for rank, i in enumerate(order):
+        if i in removed:
+            continue
+        keep.append(i)
+        for j in order[rank + 1 :]:
+            w = max(0.0, min(b[i][2], b[j][2]) - max(b[i][0], b[j][0]))
+            h = max(0.0, min(b[i][3], b[j][3]) - max(b[i][1], b[j][1]))
+            inter = w * h
+            if inter / (area[i] + area[j] - inter) > threshold:
+                removed.add(j)
+    return keep
+
+
+def random_boxes(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 100
+    wh = torch.rand(n, 2, generator=g) * 40 + 1
+    scores = torch.rand(n, generator=g).round(decimals=1)  # many ties
+    return torch.cat([xy, xy + wh], dim=1), scores
+
+
+def test_nms_hand_case():
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    assert nms(boxes, scores, 0.6).tolist() == [3, 2]  # box 3 suppresses 0 (IoU 1) and 1 (IoU 9/11)
+    assert nms(boxes, scores, 0.95).tolist() == [3, 1, 2]  # IoU 1 > 0.95 removes 0; 9/11 stays
+    assert nms(boxes[:0], scores[:0], 0.5).tolist() == []
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nms_matches_greedy_reference(seed):
+    boxes, scores = random_boxes(300, seed)
+    assert nms(boxes, scores, 0.5).tolist() == reference_nms(boxes, scores, 0.5)
+
+
+def test_batched_nms_classes_do_not_interact(monkeypatch):
+    boxes, scores = random_boxes(400, 3)
+    labels = torch.randint(0, 5, (400,), generator=torch.Generator().manual_seed(3))
+    expected = []
+    for label in range(5):
+        idx = torch.where(labels == label)[0]
+        expected += idx[reference_nms(boxes[idx], scores[idx], 0.6)].tolist()
+    offset_path = batched_nms(boxes, scores, labels, 0.6)
+    assert sorted(offset_path.tolist()) == sorted(expected)
+    assert (scores[offset_path].diff() <= 0).all()
+    monkeypatch.setattr(nms_ops, "_COORDINATE_TRICK_MAX_NUMEL", 0)  # force the per-label loop
+    assert batched_nms(boxes, scores, labels, 0.6).tolist() == offset_path.tolist()
+
+
+def test_nms_large_input_uses_row_chunks(monkeypatch):
+    monkeypatch.setattr(nms_ops, "_ROW_CHUNK", 7)
+    boxes, scores = random_boxes(50, 4)
+    assert nms(boxes, scores, 0.3).tolist() == reference_nms(boxes, scores, 0.3)
+
+
+@pytest.mark.parametrize("shape,groups", [((1, 64, 12, 20), 1), ((2, 96, 7, 9), 3), ((1, 64, 3, 5), 1)])
+def test_winograd_conv_matches_conv2d(shape, groups):
+    from streamvis.ops.fast_conv import WinogradConv2d, is_winograd_compatible, winograd_convs
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(shape[1], 64 * groups, 3, padding=1, groups=groups)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        torch.testing.assert_close(WinogradConv2d(conv)(x), conv(x), rtol=1e-4, atol=1e-5)
+    assert not is_winograd_compatible(torch.nn.Conv2d(64, 64, 3, stride=2, padding=1))
+    assert not is_winograd_compatible(torch.nn.Conv2d(64, 5, 3, padding=1))  # too few outputs to pay off
+    seq = winograd_convs(torch.nn.Sequential(conv, torch.nn.Conv2d(64 * groups, 8, 1)), keep=())
+    assert isinstance(seq[0], WinogradConv2d) and type(seq[1]) is torch.nn.Conv2d
+
+
+def _one_level_outputs(cls_logits, bbox_reg, ctrness, stride=8):
+    from streamvis.models.fcos import HeadOutputs
+
+    height, width = cls_logits.shape[-2:]
+    locations = compute_locations(height, width, stride)
+    return HeadOutputs([cls_logits[None]], [bbox_reg[None]], [ctrness[None]], None, None,
+                       torch.zeros(1, 8, height, width), [locations], (stride,), [(height * 8, width * 8)])
+
+
+def test_detect_thresholds_decodes_and_caps():
+    from streamvis.models.fcos import detect
+
+    logit = lambda p: torch.logit(torch.tensor(p))  # noqa: E731
+    cls_logits = torch.full((2, 1, 3), -20.0)  # (C=2, H=1, W=3)
+    cls_logits[0, 0, 0], cls_logits[1, 0, 2], cls_logits[0, 0, 1] = logit(0.5), logit(0.8), logit(0.09)
+    ctrness = torch.full((1, 1, 3), float(logit(0.5)))
+    bbox_reg = torch.ones(4, 1, 3)  # 1 stride = 8 px on each side
+    det = detect(_one_level_outputs(cls_logits, bbox_reg, ctrness), 0, score_threshold=0.05, pre_nms_topk=10,
+                 nms_threshold=0.6, detections_per_frame=100)
+    # 0.09 * 0.5 = 0.045 <= 0.05 is dropped; the others score sqrt(cls * ctr)
+    assert det.classes.tolist() == [1, 0] and det.cells.tolist() == [2, 0]
+    torch.testing.assert_close(det.scores, torch.tensor([0.4 ** 0.5, 0.25 ** 0.5]))
+    torch.testing.assert_close(det.boxes, torch.tensor([[12.0, -4, 28, 12], [-4.0, -4, 12, 12]]))
+    capped = detect(_one_level_outputs(cls_logits, bbox_reg, ctrness), 0, score_threshold=0.05,
+                    pre_nms_topk=1, nms_threshold=0.6, detections_per_frame=100)
+    assert capped.classes.tolist() == [1]  # pre-NMS top-k per level
+
+
+def test_detect_post_nms_cap_keeps_ties():
+    from streamvis.models.fcos import detect
+
+    cls_logits = torch.full((1, 1, 5), 2.0)  # five equal scores at far-apart boxes
+    cls_logits[0, 0, 4] = 1.0
+    det = detect(_one_level_outputs(cls_logits, torch.full((4, 1, 5), 0.2), torch.zeros(1, 1, 5), stride=128),
+                 0, score_threshold=0.05, pre_nms_topk=10, nms_threshold=0.6, detections_per_frame=2)
+    assert len(det.scores) == 4  # official kthvalue cap: every score >= the 2nd best survives
