@@ -26,6 +26,19 @@ def require_shared(relative: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Run the suite with one intra-op thread: tiny tensors gain nothing from more, and on a busy
+    2-core machine two OpenMP threads can be 10x slower than one (reference/crossvis/timing.md).
+    Tests that check "no torch import" run in subprocesses, so importing torch here is harmless."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def shared_dir():
     """The ../shared folder (skips without it, fails under CI)."""

@@ -15,15 +15,6 @@ SUMMARY_KEYS = {"AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1"
                 "AR_small", "AR_medium", "AR_large"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """CPU tests share a small machine: one intra-op thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def save_tiny_model(path, *, num_classes=3, size=(64, 96), meta=None):
     """A random-init crossvis_r18_small saved as a streamvis weights file (the format load_model reads)."""
     from streamvis.models.build import build_model, preset

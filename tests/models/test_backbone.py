@@ -23,16 +23,6 @@ from streamvis.models.backbone import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: on a busy shared CPU, multi-threaded ops wait for descheduled threads
-    and run 10-100x slower (reference/crossvis/timing.md)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _randomize_frozen_bn(module, seed=0):
     g = torch.Generator().manual_seed(seed)
     for m in module.modules():

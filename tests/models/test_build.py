@@ -14,16 +14,6 @@ from streamvis.structures import FrameBatch, Instances, PairBatch
 SMALL = "crossvis_r18_small"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: on a busy shared CPU, multi-threaded ops wait for descheduled threads
-    and run 10-100x slower (reference/crossvis/timing.md)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _frame(seed: int, height: int = 64, width: int = 96) -> tuple[torch.Tensor, Instances]:
     g = torch.Generator().manual_seed(seed)
     image = torch.randint(0, 256, (3, height, width), generator=g, dtype=torch.uint8)

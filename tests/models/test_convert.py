@@ -19,16 +19,6 @@ TO_OFFICIAL = (("backbone.", "backbone.bottom_up."), ("fpn.lateral", "backbone.f
                ("mask_branch.", "mask_branch."), ("criterion.embedding.cls.", "cls."))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: on a busy shared CPU, multi-threaded ops wait for descheduled threads
-    and run 10-100x slower (reference/crossvis/timing.md)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def official_name(key: str) -> str:
     for ours, theirs in TO_OFFICIAL:
         if key.startswith(ours):

@@ -22,16 +22,6 @@ LEVELS = ("p3", "p4", "p5", "p6", "p7")
 REFERENCE = "reference/crossvis"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: on a busy shared CPU, multi-threaded ops wait for descheduled threads
-    and run 10-100x slower (reference/crossvis/timing.md)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def golden():
     """Golden arrays, the official-format weights and our converted model (eval)."""

@@ -10,16 +10,6 @@ from streamvis.ops.misc import aligned_bilinear, compute_locations
 from streamvis.ops.nms import batched_nms, nms
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: on a busy shared CPU, multi-threaded ops wait for descheduled threads
-    and run 10-100x slower (reference/crossvis/timing.md)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_aligned_bilinear_hand_case():
     x = torch.tensor([[[[0.0, 1.0]]]])  # (1, 1, 1, 2)
     out = aligned_bilinear(x, 2)

@@ -262,7 +262,7 @@ class CrossoverSampler:
         self.recorded = None if recorded is None else torch.as_tensor(recorded, dtype=torch.long)
         self.position = 0
         self.generator = generator
-        self.python_rng = python_rng if python_rng is not None else random
+        self.python_rng = python_rng  # None: the global `random` module (kept out of the state: deepcopy)
 
     @classmethod
     def replay(cls, recorded) -> CrossoverSampler:
@@ -279,7 +279,8 @@ class CrossoverSampler:
             uniform = torch.rand(pool_sizes.shape, generator=self.generator, device=pool_sizes.device)
             return torch.minimum((uniform * pool_sizes).long(), pool_sizes - 1)
         if self.mode == "python":
-            draws = [self.python_rng.randint(0, n - 1) for n in pool_sizes.tolist()]
+            rng = self.python_rng if self.python_rng is not None else random
+            draws = [rng.randint(0, n - 1) for n in pool_sizes.tolist()]
             return torch.tensor(draws, dtype=torch.long, device=pool_sizes.device)
         return self._replay(pool_sizes)
 
