@@ -22,56 +22,26 @@ this down by far more than any code change (reference/crossvis/timing.md).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import torch
 
 R50_SIZE = (360, 640)  # official: INPUT.MIN_SIZE_TEST 360, MAX_SIZE_TEST 640
-STEM_GAIN = 1.0 / 64  # weights_rule.md: keeps FPN features O(1) on 0..255 input
 # weights_rule.md adds -5.2 (13 / 27 detections on its golden images); with seeds from our key names,
 # -5.2 gives no detection on the synthetic 360x640 frames and -4.2 about 10 per frame: a realistic load
 CLS_BIAS_SHIFT = -4.2
-BBOX_BIAS_SHIFT = 1.0  # weights_rule.md: mostly positive l, t, r, b
-
-
-def rule_value(key: str, shape: tuple[int, ...]) -> torch.Tensor | None:
-    """The weights_rule.md value of a float tensor called `key` (None: the rule has no case for it)."""
-    g = torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8")))
-    z = torch.randn(shape, generator=g, dtype=torch.float32)
-    if key.endswith(".weight") and len(shape) >= 2:
-        gain = STEM_GAIN if key == "backbone.stem.conv1.weight" else 1.0
-        return z / math.sqrt(math.prod(shape[1:])) * gain
-    if key.endswith(".weight"):
-        return 1 + 0.1 * z
-    if key.endswith(".bias"):
-        shift = {"head.cls_logits.bias": CLS_BIAS_SHIFT, "head.bbox_pred.bias": BBOX_BIAS_SHIFT}.get(key, 0.0)
-        return 0.1 * z + shift
-    if key.endswith(".running_mean"):
-        return 0.1 * z
-    if key.endswith(".running_var"):
-        return torch.exp(0.2 * z)
-    if key.endswith(".scale"):
-        return 1 + 0.1 * z
-    return None
 
 
 def rule_r50_model():
     """CrossVIS R-50 (official YTVIS-2019 config) with weights_rule.md-style weights, eval mode."""
     from streamvis.models.build import build_model, preset
+    from streamvis.models.rule_weights import fill_with_rule
 
     model = build_model(preset("crossvis_r50"))
-    state = model.state_dict()
-    for key, value in state.items():
-        if value.is_floating_point():
-            filled = rule_value(key, tuple(value.shape))
-            if filled is not None:
-                state[key] = filled
-    model.load_state_dict(state)
+    fill_with_rule(model, cls_bias_shift=CLS_BIAS_SHIFT)
     return model.eval()
 
 

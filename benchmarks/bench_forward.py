@@ -38,13 +38,11 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # for tests.models.golden_weights
-
-from tests.models.golden_weights import golden_state_dict, read_key_table  # noqa: E402
 
 from streamvis.models.build import build_model  # noqa: E402
 from streamvis.models.convert import convert_official  # noqa: E402
 from streamvis.models.crossvis import optimize_for_inference  # noqa: E402
+from streamvis.models.rule_weights import official_rule_state_dict, read_key_table  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "reference" / "crossvis"
 OFFICIAL_SECONDS = {50: 0.58, 101: 0.76}  # timing.md, medians over the two golden images
@@ -66,7 +64,7 @@ def probe_seconds(matrix: torch.Tensor) -> float:
 
 def load_models(depth: int, names: list[str]) -> dict:
     table = SHARED / ("state_dict_keys.tsv" if depth == 50 else "state_dict_keys_r101.tsv")
-    state, cfg = convert_official(golden_state_dict(read_key_table(table)))
+    state, cfg = convert_official(official_rule_state_dict(read_key_table(table)))
     faithful = build_model(cfg)
     faithful.load_state_dict(state)
     faithful.eval()

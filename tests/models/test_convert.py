@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from tests.conftest import require_shared
-from tests.models.golden_weights import read_key_table
 
 from streamvis.cli import main
 from streamvis.errors import DataFormatError
 from streamvis.models.build import build_model, preset
 from streamvis.models.convert import convert_official, infer_config, load_model
+from streamvis.models.rule_weights import read_key_table
 
 # our prefix -> official prefix (written independently of convert.py; first match wins)
 TO_OFFICIAL = (("backbone.", "backbone.bottom_up."), ("fpn.lateral", "backbone.fpn_lateral"),

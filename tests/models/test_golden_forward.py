@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 from tests.conftest import require_shared
-from tests.models.golden_weights import checksum_mismatches, golden_state_dict, read_key_table
 
 from streamvis.data.transforms import normalize_and_pad
 from streamvis.models.build import build_model
 from streamvis.models.convert import convert_official
 from streamvis.models.crossvis import optimize_for_inference
 from streamvis.models.fcos import detect
+from streamvis.models.rule_weights import checksum_mismatches, official_rule_state_dict, read_key_table
 from streamvis.ops.misc import aligned_bilinear
 
 LEVELS = ("p3", "p4", "p5", "p6", "p7")
@@ -26,7 +26,7 @@ REFERENCE = "reference/crossvis"
 def golden():
     """Golden arrays, the official-format weights and our converted model (eval)."""
     npz = np.load(require_shared(f"{REFERENCE}/golden_r50.npz"))
-    official = golden_state_dict(read_key_table(require_shared(f"{REFERENCE}/state_dict_keys.tsv")))
+    official = official_rule_state_dict(read_key_table(require_shared(f"{REFERENCE}/state_dict_keys.tsv")))
     state, cfg = convert_official({"model": official})
     torch.manual_seed(0)
     model = build_model(cfg)

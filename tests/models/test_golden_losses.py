@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,11 +19,9 @@ from tests.conftest import require_shared
 from streamvis.models.build import build_model
 from streamvis.models.convert import convert_official
 from streamvis.models.criterion import LOSS_KEYS
+from streamvis.models.rule_weights import official_rule_state_dict, read_key_table  # noqa: E402
 from streamvis.models.targets import CrossoverSampler
 from streamvis.structures import FrameBatch, Instances, PairBatch
-
-sys.path.insert(0, str(Path(__file__).parent))
-from golden_weights import golden_state_dict, read_key_table  # noqa: E402
 
 pytestmark = pytest.mark.slow  # one R-50 forward of 2 x 2 frames (256 x 384) in train mode
 REFERENCE = "reference/crossvis"
@@ -50,7 +46,7 @@ def golden_frame(npz, frame: int) -> FrameBatch:
 def run():
     """One train-mode loss call (crossover draws pool[0]); the criterion's inputs are captured."""
     npz = np.load(require_shared(f"{REFERENCE}/golden_losses.npz"))
-    official = golden_state_dict(read_key_table(require_shared(f"{REFERENCE}/state_dict_keys.tsv")))
+    official = official_rule_state_dict(read_key_table(require_shared(f"{REFERENCE}/state_dict_keys.tsv")))
     state, cfg = convert_official({"model": official})
     cfg = cfg.replace(loss=dataclasses.replace(cfg.loss, crossover_sampling="first"))
     torch.manual_seed(1234)
