@@ -20,7 +20,8 @@ def test_rule_values_follow_weights_rule():
     g = torch.Generator().manual_seed(zlib.crc32(b"backbone.stem.conv1.weight"))
     stem = rule_value("backbone.stem.conv1.weight", (4, 2, 3, 3), special_keys=STREAMVIS_SPECIAL_KEYS)
     assert torch.allclose(stem, torch.randn((4, 2, 3, 3), generator=g) / math.sqrt(18) / 64)
-    bias = rule_value("head.cls_logits.bias", (1000,), special_keys=STREAMVIS_SPECIAL_KEYS, cls_bias_shift=-4.2)
+    bias = rule_value("head.cls_logits.bias", (1000,), special_keys=STREAMVIS_SPECIAL_KEYS,
+                      cls_bias_shift=-4.2)
     assert abs(bias.mean().item() + 4.2) < 0.02
     box = rule_value(OFFICIAL_SPECIAL_KEYS[2], (1000,))
     assert abs(box.mean().item() - BBOX_BIAS_SHIFT) < 0.02
