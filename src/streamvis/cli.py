@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "bundled model on generated videos: tracks, overlays and metrics"),
     "bench": ("bench", "print speed figures"),
     "convert": ("convert", "convert an official CrossVIS checkpoint to a streamvis weights file"),
+    "export": ("export", "write a compact weights file (no optimizer state) from a training checkpoint"),
 }
 
 

@@ -69,6 +69,19 @@ def test_train_then_resume_exactly_with_crossvis(tiny_synth, tmp_path, monkeypat
     reloaded = load_model(exported).state_dict()
     assert torch.equal(reloaded["head.cls_logits.weight"], a["head.cls_logits.weight"])
 
+    # the compact export for shipping: float16, no identity proxies; it still loads and predicts alike
+    assert main(["export", "--checkpoint", str(tmp_path / "full" / "model_final.pth"),
+                 "--out", str(tmp_path / "half.pth"), "--half"]) == 0
+    half = torch.load(tmp_path / "half.pth", weights_only=True)["model"]
+    assert not any(k.startswith("criterion.") for k in half)
+    assert half["head.cls_logits.weight"].dtype == torch.float16
+    assert all(v.dtype == torch.int64 for k, v in half.items() if k.endswith("num_batches_tracked"))
+    small = load_model(tmp_path / "half.pth")
+    assert small.state_dict()["head.cls_logits.weight"].dtype == torch.float32
+    weight = small.state_dict()["head.cls_logits.weight"]
+    assert torch.allclose(weight, a["head.cls_logits.weight"], atol=1e-3)
+    assert main(["export", "--checkpoint", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "x.pth")]) == 2
+
 
 def test_missing_data_names_the_synth_command(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)

@@ -133,7 +133,8 @@ class Checkpointer:
             old.unlink(missing_ok=True)
 
 
-def export_weights(checkpoint_path, out_path, **meta) -> Path:
+def export_weights(checkpoint_path, out_path, *, half: bool = False, inference_only: bool = False,
+                   **meta) -> Path:
     """Write a weights-only file (no optimizer/RNG state) from a training checkpoint.
 
     The result is the streamvis weights format, ``{"model", "config", "meta"}``, that
@@ -143,6 +144,9 @@ def export_weights(checkpoint_path, out_path, **meta) -> Path:
     Args:
         checkpoint_path: e.g. ``outputs/run/model_final.pth``.
         out_path: the weights file to write (atomically).
+        half: store floating-point tensors as float16 (integer buffers stay int64); `load_model`
+            copies them back into the float32 model.
+        inference_only: leave out the training-only identity proxies (``criterion.*``).
         **meta: extra plain values stored under "meta" (e.g. ``synthetic={"size": [192, 320]}``).
 
     Returns:
@@ -151,9 +155,14 @@ def export_weights(checkpoint_path, out_path, **meta) -> Path:
     from streamvis.models.convert import FORMAT_NAME
 
     state = load_checkpoint(checkpoint_path)
+    model = {
+        key: value.half() if half and value.is_floating_point() else value
+        for key, value in state["model"].items()
+        if not (inference_only and key.startswith("criterion."))
+    }
     info = {"format": FORMAT_NAME, "iteration": int(state.get("iteration", 0)), **meta}
     if "experiment" in state:
         info["experiment"] = state["experiment"]
     out_path = Path(out_path)
-    atomic_torch_save({"model": state["model"], "config": state["config"], "meta": info}, out_path)
+    atomic_torch_save({"model": model, "config": state["config"], "meta": info}, out_path)
     return out_path
