@@ -1,4 +1,4 @@
-"""ResNet backbone: layout, FrozenBN, freezing, BN folding and the ImageNet weight loaders."""
+"""ResNet backbone: layout, norms (FrozenBN / BN / GN), freezing, BN folding, the ImageNet weight loaders."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import re
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from streamvis.errors import DataFormatError
 from streamvis.models.backbone import (
+    NORMS,
     FrozenBatchNorm2d,
     ResNet,
     fold_frozen_batchnorm,
@@ -23,10 +25,11 @@ from streamvis.models.backbone import (
 )
 
 
+@torch.no_grad()
 def _randomize_frozen_bn(module, seed=0):
     g = torch.Generator().manual_seed(seed)
     for m in module.modules():
-        if isinstance(m, FrozenBatchNorm2d):
+        if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d)):
             n = m.num_features
             m.weight.copy_(1 + 0.1 * torch.randn(n, generator=g))
             m.bias.copy_(0.1 * torch.randn(n, generator=g))
@@ -162,3 +165,94 @@ def test_pickle_loader_never_runs_code(tmp_path):
     with pytest.raises(DataFormatError, match="refusing"):
         read_numpy_pickle(tmp_path / "evil.pkl")
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# norms: FrozenBN (official), BN and GN (trainable, for a backbone trained from scratch)
+# ------------------------------------------------------------------------------------------------
+
+NORM_TYPES = {"FrozenBN": FrozenBatchNorm2d, "BN": nn.BatchNorm2d, "GN": nn.GroupNorm}
+
+
+@pytest.fixture(scope="module")
+def unfrozen_nets():
+    torch.manual_seed(0)
+    return {norm: ResNet(depth=18, freeze_at=0, norm=norm) for norm in NORMS}
+
+
+def test_every_norm_keeps_names_and_shapes(unfrozen_nets):
+    x = torch.randn(2, 3, 64, 64)
+    for norm, net in unfrozen_nets.items():
+        assert type(net.res4[1].conv2.norm) is type(net.stem.conv1.norm) is NORM_TYPES[norm]
+        with torch.no_grad():
+            outs = net.train()(x)
+        assert [tuple(o.shape) for o in outs] == [(2, 128, 8, 8), (2, 256, 4, 4), (2, 512, 2, 2)], norm
+    assert unfrozen_nets["GN"].res5[0].conv1.norm.num_groups == 32
+    frozen, bn, gn = (set(unfrozen_nets[n].state_dict()) for n in ("FrozenBN", "BN", "GN"))
+    assert bn - frozen == {k[: -len("running_mean")] + "num_batches_tracked"
+                           for k in frozen if k.endswith("running_mean")} and not frozen - bn
+    assert gn == {k for k in frozen if not k.endswith(("running_mean", "running_var"))}
+    assert "res2.0.conv1.norm.weight" in gn and "res3.0.shortcut.norm.bias" in gn
+    with pytest.raises(ValueError, match="GN"):
+        ResNet(depth=18, norm="SyncBN")
+
+
+@pytest.mark.parametrize("norm", ["BN", "GN"])
+def test_trainable_norms_train_after_freeze_at_only(norm):
+    torch.manual_seed(0)
+    net = ResNet(depth=18, freeze_at=2, norm=norm).train()
+    _randomize_frozen_bn(net.stem)  # BN turned FrozenBN: its statistics must survive a train-mode forward
+    stem_stats = {k: v.clone() for k, v in net.stem.state_dict().items()}
+    frozen_type = FrozenBatchNorm2d if norm == "BN" else nn.GroupNorm  # official: frozen BN -> FrozenBN
+    assert type(net.stem.conv1.norm) is frozen_type and type(net.res2[1].conv2.norm) is frozen_type
+    assert type(net.res3[0].conv1.norm) is NORM_TYPES[norm]
+    assert not any(p.requires_grad for p in [*net.stem.parameters(), *net.res2.parameters()])
+    norm_params = [p for m in net.res3.modules() if isinstance(m, NORM_TYPES[norm]) for p in m.parameters()]
+    assert len(norm_params) == 2 * 5 and all(p.requires_grad for p in norm_params)  # 4 convs + shortcut
+    sum(o.square().mean() for o in net(torch.randn(2, 3, 64, 64))).backward()
+    assert net.res3[0].conv1.norm.weight.grad.abs().sum() > 0
+    assert net.res5[1].conv2.norm.bias.grad.abs().sum() > 0
+    assert net.stem.conv1.weight.grad is None and net.res2[0].conv1.weight.grad is None
+    for key, value in net.stem.state_dict().items():
+        torch.testing.assert_close(value, stem_stats[key], rtol=0, atol=0, msg=key)
+    if norm == "BN":  # trainable BN does update its running statistics
+        assert net.res3[0].conv1.norm.num_batches_tracked.item() == 1
+
+
+def test_fold_leaves_groupnorm_and_train_mode_batchnorm(unfrozen_nets):
+    x = torch.randn(1, 3, 32, 32)
+    gn = copy.deepcopy(unfrozen_nets["GN"]).eval()
+    with torch.no_grad():
+        expected = gn(x)
+        fold_frozen_batchnorm(gn)
+        torch.testing.assert_close(gn(x), expected, rtol=0, atol=0)
+    assert sum(isinstance(m, nn.GroupNorm) for m in gn.modules()) == 20  # stem + 16 convs + 3 shortcuts
+    bn = copy.deepcopy(unfrozen_nets["BN"])
+    _randomize_frozen_bn(bn)
+    fold_frozen_batchnorm(bn.train())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules()) == 20  # batch statistics: not foldable
+    bn.eval()
+    with torch.no_grad():
+        expected = bn(x)
+        fold_frozen_batchnorm(bn)
+        got = bn(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in bn.modules())
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
+def test_imagenet_weights_into_bn_and_gn_backbones(resnet18):
+    state = dict(resnet18.state_dict())  # FrozenBN keys, as the ImageNet loaders return them
+    bn = ResNet(depth=18, freeze_at=2, norm="BN")
+    load_backbone_weights(bn, state)
+    for key, value in state.items():  # frozen (FrozenBN) and trainable (BN) stages alike
+        torch.testing.assert_close(bn.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    gn = ResNet(depth=18, freeze_at=2, norm="GN")
+    with pytest.warns(UserWarning, match=r"GroupNorm.*conv weights.*80 BatchNorm tensors.*skipped"):
+        load_backbone_weights(gn, state, path="R-18.pth")
+    torch.testing.assert_close(gn.res4[1].conv2.weight, state["res4.1.conv2.weight"], rtol=0, atol=0)
+    assert torch.equal(gn.res4[1].conv2.norm.weight, torch.ones(256))  # GN keeps its init
+    assert torch.equal(gn.res4[1].conv2.norm.bias, torch.zeros(256))
+    del state["res3.0.shortcut.weight"]
+    with pytest.warns(UserWarning), pytest.raises(DataFormatError, match=r"res3\.0\.shortcut\.weight"):
+        load_backbone_weights(gn, state)

@@ -51,10 +51,12 @@ def test_presets_and_errors():
         ModelConfig(num_classes=2, class_names=("a",))
     with pytest.raises(ConfigError):
         ModelConfig(head_channels=48)
+    with pytest.raises(ConfigError, match="backbone_norm.*'GN'.*'SyncBN'"):
+        ModelConfig(backbone_norm="SyncBN")
 
 
 def test_config_round_trips_through_a_dict():
-    cfg = preset(SMALL).replace(class_names=("a", "b"), num_classes=2)
+    cfg = preset(SMALL).replace(class_names=("a", "b"), num_classes=2, backbone_norm="GN")
     assert from_dict(ModelConfig, to_dict(cfg)) == cfg
 
 
@@ -94,6 +96,11 @@ def test_backbone_gets_a_tenth_of_the_gradient(small_model):
     model.train()
     torch.testing.assert_close(grads[True][0], 0.1 * grads[False][0], rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(grads[True][1], grads[False][1], rtol=1e-4, atol=1e-6)
+    model.backbone_gradient_scale = 1.0  # the from-scratch setting: the full gradient
+    model.zero_grad()
+    model.forward_features(images).cls_logits[0].sum().backward()
+    torch.testing.assert_close(model.fpn.output3.bias.grad, grads[False][0], rtol=1e-4, atol=1e-6)
+    model.backbone_gradient_scale = 0.1
 
 
 def test_reid_batchnorm_uses_per_level_statistics_in_training(small_model):
@@ -118,15 +125,50 @@ def detecting_model():
     return model
 
 
-@pytest.mark.parametrize("options", [{}, {"fuse_towers": False}, {"winograd": True}, {"channels_last": True}])
-def test_fast_inference_options_match_the_faithful_path(detecting_model, options):
+def _assert_fast_path_matches(model, options):
     from streamvis.models.crossvis import optimize_for_inference
 
-    fast = optimize_for_inference(detecting_model, **options)
+    fast = optimize_for_inference(model, **options)
     generator = torch.Generator().manual_seed(5)
     image = torch.randint(0, 256, (3, 72, 100), generator=generator, dtype=torch.uint8)
-    ref, got = detecting_model.predict([image])[0], fast.predict([image])[0]
+    ref, got = model.predict([image])[0], fast.predict([image])[0]
     assert len(ref) >= 20 and fast.sparse_inference and fast.criterion is None
     assert got.classes.tolist() == ref.classes.tolist() and got.fpn_levels.tolist() == ref.fpn_levels.tolist()
     for field in ("boxes", "scores", "embeddings", "mask_head_params", "global_mask_probs"):
         torch.testing.assert_close(got.get(field), ref.get(field), rtol=1e-4, atol=1e-4, msg=field)
+    return fast
+
+
+@pytest.mark.parametrize("options", [{}, {"fuse_towers": False}, {"winograd": True}, {"channels_last": True}])
+def test_fast_inference_options_match_the_faithful_path(detecting_model, options):
+    _assert_fast_path_matches(detecting_model, options)
+
+
+@pytest.mark.parametrize("options", [{}, {"channels_last": True}])
+def test_fast_inference_keeps_a_groupnorm_backbone(options):
+    torch.manual_seed(1)
+    cfg = preset(SMALL).replace(num_classes=4, num_identities=10, score_threshold=0.0, nms_threshold=1.0,
+                                detections_per_frame=30, backbone_norm="GN")
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.head.bbox_pred.bias.fill_(1.0)  # non-empty boxes
+    fast = _assert_fast_path_matches(model, options)
+    assert isinstance(fast.backbone.res3[0].conv1.norm, torch.nn.GroupNorm)  # GN is never folded
+
+
+def test_groupnorm_backbone_trains_from_scratch():
+    torch.manual_seed(0)
+    cfg = preset(SMALL).replace(num_classes=4, num_identities=10, backbone_norm="GN", freeze_at=0)
+    model = build_model(cfg).train()
+    backbone = model.backbone
+    assert isinstance(backbone.res2[0].conv1.norm, torch.nn.GroupNorm)
+    before = backbone.res2[0].conv1.weight.detach().clone()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    total = sum(model.loss(_pair_batch()).values())
+    assert torch.isfinite(total)
+    total.backward()
+    res2, res5 = backbone.res2[0].conv1, backbone.res5[1].conv2
+    for param in (backbone.stem.conv1.weight, res2.weight, res2.norm.weight, res5.norm.bias):
+        assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0
+    optimizer.step()
+    assert not torch.equal(backbone.res2[0].conv1.weight, before)

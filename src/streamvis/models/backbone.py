@@ -1,13 +1,16 @@
-"""ResNet-18/34/50/101 in detectron2's MSRA layout, with FrozenBatchNorm after every conv.
+"""ResNet-18/34/50/101 in detectron2's MSRA layout, with a norm after every conv.
 
-Names follow detectron2 (``stem.conv1``, ``res2.0.conv1``, ``res2.0.conv1.norm``,
-``res2.0.shortcut``) so that official and ImageNet checkpoints map onto it by renaming prefixes
-(see models/convert.py). Reference facts.md, section 2.
+The norm is FrozenBatchNorm (official, for ImageNet-initialised training), BatchNorm or GroupNorm
+(for training from scratch, where FrozenBN is the identity), under the same module names. Names
+follow detectron2 (``stem.conv1``, ``res2.0.conv1``, ``res2.0.conv1.norm``, ``res2.0.shortcut``) so
+that official and ImageNet checkpoints map onto it by renaming prefixes (see models/convert.py).
+Reference facts.md, section 2.
 """
 
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import torch
@@ -15,6 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamvis.errors import DataFormatError
+
+NORMS = ("FrozenBN", "BN", "GN")  # official: detectron2 get_norm names
+GROUP_NORM_GROUPS = 32  # official: detectron2 "GN" is GroupNorm(32, C)
 
 # official: detectron2 stage depths; (block type, blocks per stage res2..res5)
 RESNET_SPECS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
@@ -52,14 +58,34 @@ class FrozenBatchNorm2d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}"
 
+    @classmethod
+    def from_batchnorm(cls, bn: nn.BatchNorm2d) -> FrozenBatchNorm2d:
+        """A FrozenBN with `bn`'s current affine parameters and running statistics."""
+        frozen = cls(bn.num_features, eps=bn.eps).to(bn.running_mean.device)
+        with torch.no_grad():
+            for name in _NORM_FIELDS:
+                getattr(frozen, name).copy_(getattr(bn, name))
+        return frozen
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    """The norm layer named `norm` (one of `NORMS`) for `channels` channels."""
+    if norm == "FrozenBN":
+        return FrozenBatchNorm2d(channels)
+    if norm == "BN":
+        return nn.BatchNorm2d(channels)  # official: torch defaults (eps 1e-5, momentum 0.1)
+    if norm == "GN":
+        return nn.GroupNorm(GROUP_NORM_GROUPS, channels)
+    raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}")
+
 
 class ConvNorm(nn.Conv2d):
-    """A bias-free conv followed by its FrozenBatchNorm (detectron2 ``Conv2d(norm=...)``)."""
+    """A bias-free conv followed by its norm (detectron2 ``Conv2d(norm=...)``); norm: see `make_norm`."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0):
+                 padding: int = 0, *, norm: str = "FrozenBN"):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
-        self.norm = FrozenBatchNorm2d(out_channels)
+        self.norm = make_norm(norm, out_channels)
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")  # detectron2 c2_msra_fill
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,11 +93,11 @@ class ConvNorm(nn.Conv2d):
 
 
 class BasicStem(nn.Module):
-    """conv 7x7/2 (3->64) + FrozenBN + ReLU + max-pool 3x3/2: stride 4."""
+    """conv 7x7/2 (3->64) + norm + ReLU + max-pool 3x3/2: stride 4."""
 
-    def __init__(self, out_channels: int = 64):
+    def __init__(self, out_channels: int = 64, *, norm: str = "FrozenBN"):
         super().__init__()
-        self.conv1 = ConvNorm(3, out_channels, kernel_size=7, stride=2, padding=3)
+        self.conv1 = ConvNorm(3, out_channels, kernel_size=7, stride=2, padding=3, norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.max_pool2d(F.relu(self.conv1(x)), kernel_size=3, stride=2, padding=1)
@@ -82,8 +108,8 @@ class ChannelsLastStem(nn.Module):
     channels_last memory format (several times faster on CPU for these 3- and 64-channel maps).
 
     Args:
-        stem: a `BasicStem` whose conv is a plain `nn.Conv2d` (FrozenBN folded, see
-            `fold_frozen_batchnorm`).
+        stem: a `BasicStem`, its norm folded into a plain `nn.Conv2d` where it can be (see
+            `fold_frozen_batchnorm`; a GroupNorm stem keeps its `ConvNorm`).
     """
 
     def __init__(self, stem: BasicStem):
@@ -101,19 +127,20 @@ class BottleneckBlock(nn.Module):
     Args:
         stride_in_1x1: official MSRA weights put the stride in the first 1x1 conv (True);
             torchvision weights put it in the 3x3 conv (False).
+        norm: see `make_norm`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, bottleneck_channels: int, stride: int,
-                 stride_in_1x1: bool = True):
+                 stride_in_1x1: bool = True, norm: str = "FrozenBN"):
         super().__init__()
         self.shortcut = None
         if in_channels != out_channels:
-            self.shortcut = ConvNorm(in_channels, out_channels, kernel_size=1, stride=stride)
+            self.shortcut = ConvNorm(in_channels, out_channels, kernel_size=1, stride=stride, norm=norm)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = ConvNorm(in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1)
+        self.conv1 = ConvNorm(in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, norm=norm)
         self.conv2 = ConvNorm(bottleneck_channels, bottleneck_channels, kernel_size=3, stride=stride_3x3,
-                              padding=1)
-        self.conv3 = ConvNorm(bottleneck_channels, out_channels, kernel_size=1)
+                              padding=1, norm=norm)
+        self.conv3 = ConvNorm(bottleneck_channels, out_channels, kernel_size=1, norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.conv1(x))
@@ -126,13 +153,13 @@ class BottleneckBlock(nn.Module):
 class BasicBlock(nn.Module):
     """3x3 -> 3x3 (ResNet-18/34) with a projection shortcut when the channel count changes."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int, norm: str = "FrozenBN"):
         super().__init__()
         self.shortcut = None
         if in_channels != out_channels:
-            self.shortcut = ConvNorm(in_channels, out_channels, kernel_size=1, stride=stride)
-        self.conv1 = ConvNorm(in_channels, out_channels, kernel_size=3, stride=stride, padding=1)
-        self.conv2 = ConvNorm(out_channels, out_channels, kernel_size=3, padding=1)
+            self.shortcut = ConvNorm(in_channels, out_channels, kernel_size=1, stride=stride, norm=norm)
+        self.conv1 = ConvNorm(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, norm=norm)
+        self.conv2 = ConvNorm(out_channels, out_channels, kernel_size=3, padding=1, norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(F.relu(self.conv1(x)))
@@ -147,15 +174,21 @@ class ResNet(nn.Module):
         depth: 18, 34, 50 or 101.
         freeze_at: 0 trains everything; 1 freezes the stem; 2 freezes stem + res2 (official), ...
         stride_in_1x1: see `BottleneckBlock` (ignored for basic blocks).
+        norm: the norm after every conv: "FrozenBN" (official; from random init it is the identity),
+            "BN" (trainable BatchNorm2d) or "GN" (GroupNorm(32, C)). Frozen stages get FrozenBN in
+            place of BN (see `freeze`).
     """
 
-    def __init__(self, *, depth: int, freeze_at: int = 2, stride_in_1x1: bool = True):
+    def __init__(self, *, depth: int, freeze_at: int = 2, stride_in_1x1: bool = True, norm: str = "FrozenBN"):
         super().__init__()
         if depth not in RESNET_SPECS:
             raise ValueError(f"unsupported ResNet depth {depth}; choose one of {sorted(RESNET_SPECS)}")
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}")
         block_type, num_blocks = RESNET_SPECS[depth]
         self.depth = depth
-        self.stem = BasicStem(64)
+        self.norm = norm
+        self.stem = BasicStem(64, norm=norm)
         in_channels = 64
         out_channels = 256 if block_type == "bottleneck" else 64  # official: RES2_OUT_CHANNELS
         self.stage_names = ("res2", "res3", "res4", "res5")
@@ -166,9 +199,9 @@ class ResNet(nn.Module):
                 stride = 2 if (block_index == 0 and index > 0) else 1
                 if block_type == "bottleneck":
                     block = BottleneckBlock(in_channels, out_channels, bottleneck_channels=out_channels // 4,
-                                            stride=stride, stride_in_1x1=stride_in_1x1)
+                                            stride=stride, stride_in_1x1=stride_in_1x1, norm=norm)
                 else:
-                    block = BasicBlock(in_channels, out_channels, stride=stride)
+                    block = BasicBlock(in_channels, out_channels, stride=stride, norm=norm)
                 blocks.append(block)
                 in_channels = out_channels
             self.add_module(name, nn.Sequential(*blocks))
@@ -178,11 +211,15 @@ class ResNet(nn.Module):
         self.freeze(freeze_at)
 
     def freeze(self, freeze_at: int) -> None:
-        """Stop gradients to the stem (freeze_at >= 1) and to res2..res{freeze_at} (official FREEZE_AT)."""
+        """Stop gradients to the stem (freeze_at >= 1) and to res2..res{freeze_at} (official FREEZE_AT).
+
+        BatchNorm layers there become FrozenBatchNorm2d (official: detectron2 convert_frozen_batchnorm),
+        so their statistics stay fixed in train mode too; GroupNorm has no statistics to freeze.
+        """
         modules = [self.stem, self.res2, self.res3, self.res4, self.res5][: max(freeze_at, 0)]
         for module in modules:
-            for param in module.parameters():
-                param.requires_grad_(False)
+            module.requires_grad_(False)
+            _freeze_batchnorm(module)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Args: images (N, 3, H, W). Returns [res3 (N, C3, H/8, W/8), res4 (H/16), res5 (H/32)]."""
@@ -192,15 +229,37 @@ class ResNet(nn.Module):
         return [c3, c4, self.res5(c4)]
 
 
+def _freeze_batchnorm(module: nn.Module) -> None:
+    """Replace (in place) every nn.BatchNorm2d under `module` by an equal FrozenBatchNorm2d."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, FrozenBatchNorm2d.from_batchnorm(child))
+        else:
+            _freeze_batchnorm(child)
+
+
+def _norm_scale_and_shift(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A norm's per-channel affine map (scale (C,), shift (C,)), or None when it has none
+    (GroupNorm, or BatchNorm in train mode, which normalizes with the batch statistics)."""
+    if isinstance(norm, FrozenBatchNorm2d):
+        return norm.scale_and_shift()
+    if isinstance(norm, nn.BatchNorm2d) and not norm.training and norm.track_running_stats:
+        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+        return scale, norm.bias - norm.running_mean * scale
+    return None
+
+
 def fold_frozen_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every `ConvNorm` under `module` (in place) by a plain conv with the FrozenBN folded in.
+    """Replace every `ConvNorm` under `module` (in place) whose norm is a FrozenBN (or an eval-mode
+    BatchNorm2d) by a plain conv with the norm folded in; GroupNorm `ConvNorm`s are left as they are.
 
     An inference speed-up: the outputs equal the unfolded ones up to float rounding.
     Returns `module`.
     """
     for name, child in module.named_children():
-        if isinstance(child, ConvNorm):
-            scale, shift = child.norm.scale_and_shift()
+        affine = _norm_scale_and_shift(child.norm) if isinstance(child, ConvNorm) else None
+        if affine is not None:
+            scale, shift = affine
             conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, stride=child.stride,
                              padding=child.padding, bias=True).to(child.weight.device)
             with torch.no_grad():
@@ -350,19 +409,39 @@ def load_detectron2_resnet(path) -> dict[str, torch.Tensor]:
     return out
 
 
+def _skip_batchnorm_for_groupnorm(backbone: ResNet, state: dict[str, torch.Tensor], path) -> dict:
+    """For a GN backbone given BatchNorm weights: the state without its norm tensors (with a warning)."""
+    if backbone.norm != "GN" or not any(k.endswith(".norm.running_mean") for k in state):
+        return state
+    skipped = [k for k in state if ".norm." in k]
+    warnings.warn(f"{path or 'ImageNet weights'}: the backbone uses GroupNorm, so only the conv weights "
+                  f"were loaded; the {len(skipped)} BatchNorm tensors (e.g. {skipped[0]}) were skipped "
+                  "and the GroupNorm layers keep their init (weight 1, bias 0)", stacklevel=3)
+    return {k: v for k, v in state.items() if ".norm." not in k}
+
+
 def load_backbone_weights(backbone: ResNet, state: dict[str, torch.Tensor], path=None) -> None:
-    """Load renamed ImageNet weights; a missing/unexpected key or a wrong shape is a DataFormatError."""
+    """Load renamed ImageNet weights; a missing/unexpected key or a wrong shape is a DataFormatError.
+
+    A BN backbone takes the FrozenBN statistics (its ``num_batches_tracked`` counters stay as they are).
+    A GN backbone given BatchNorm weights (any ``.norm.running_mean``) loads the conv weights only and
+    warns that the norm tensors were skipped: BatchNorm affine parameters do not carry over to GroupNorm.
+    """
+    state = _skip_batchnorm_for_groupnorm(backbone, state, path)
     expected = backbone.state_dict()
-    missing = sorted(set(expected) - set(state))
+    optional = {k for k in expected if k.endswith(".num_batches_tracked")}
+    if backbone.norm == "GN" and not any(".norm." in k for k in state):
+        optional |= {k for k in expected if ".norm." in k}
+    missing = sorted(set(expected) - set(state) - optional)
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise DataFormatError(f"ImageNet weights do not fit ResNet-{backbone.depth}: missing {missing[:8]}, "
-                              f"unexpected {unexpected[:8]}", path=path)
+        raise DataFormatError(f"ImageNet weights do not fit ResNet-{backbone.depth} ({backbone.norm}): "
+                              f"missing {missing[:8]}, unexpected {unexpected[:8]}", path=path)
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
             raise DataFormatError(f"shape {tuple(value.shape)} != {tuple(expected[key].shape)}", path=path,
                                   field=key)
-    backbone.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    backbone.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
 
 
 def load_imagenet_backbone(backbone: ResNet, path) -> None:

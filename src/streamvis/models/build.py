@@ -10,7 +10,7 @@ from torch import nn
 
 from streamvis.data.transforms import PIXEL_MEAN_BGR, PIXEL_STD_BGR
 from streamvis.errors import ConfigError
-from streamvis.models.backbone import RESNET_SPECS, ResNet
+from streamvis.models.backbone import NORMS, RESNET_SPECS, ResNet
 from streamvis.models.condinst import MASK_HEAD_CHANNELS, DynamicMaskHead, MaskBranch, dynamic_param_count
 from streamvis.models.criterion import CrossVISCriterion, LossConfig
 from streamvis.models.crossvis import CrossVIS
@@ -32,6 +32,8 @@ class ModelConfig:
         class_names: optional names, one per class.
         freeze_at: official FREEZE_AT 2 (stem + res2 frozen).
         stride_in_1x1: MSRA weights (True); torchvision ImageNet weights need False.
+        backbone_norm: the norm after every backbone conv: "FrozenBN" (official, ImageNet init),
+            "BN" or "GN" (trainable; for a backbone trained from scratch, where FrozenBN is the identity).
         fpn_channels, head_channels, head_num_convs: FPN width, FCOS tower width and depth.
         mask_branch_channels, mask_branch_num_convs, mask_out_channels: CondInst mask branch.
         category_ids: optional dataset category id of each class (results json ``category_id``);
@@ -42,6 +44,8 @@ class ModelConfig:
         test_short_side, test_max_size: ResizeShortestEdge at test time.
         pixel_mean, pixel_std: BGR normalization.
         sparse_inference: evaluate the controller / re-ID prediction only at the detections.
+        backbone_gradient_scale: gradient fraction into backbone + FPN (official 0.1, tuned for an
+            ImageNet-initialised backbone; 1.0 suits training from scratch).
         loss: training-loss settings (models/criterion.py).
     """
 
@@ -52,6 +56,7 @@ class ModelConfig:
     category_ids: tuple[int, ...] | None = None
     freeze_at: int = 2
     stride_in_1x1: bool = True
+    backbone_norm: str = "FrozenBN"
     fpn_channels: int = 256
     head_channels: int = 256
     head_num_convs: int = 4
@@ -70,6 +75,7 @@ class ModelConfig:
     pixel_mean: tuple[float, float, float] = PIXEL_MEAN_BGR
     pixel_std: tuple[float, float, float] = PIXEL_STD_BGR
     sparse_inference: bool = False
+    backbone_gradient_scale: float = 0.1  # official: features = 0.1*f + 0.9*f.detach()
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self):
@@ -78,6 +84,8 @@ class ModelConfig:
                               f"choose one of {list(ARCHITECTURES)}")
         if self.depth not in RESNET_SPECS:
             raise ConfigError(f"depth must be one of {sorted(RESNET_SPECS)}, got {self.depth}")
+        if self.backbone_norm not in NORMS:
+            raise ConfigError(f"backbone_norm must be one of {list(NORMS)}, got {self.backbone_norm!r}")
         if self.head_channels % GROUP_NORM_GROUPS:
             raise ConfigError(f"head_channels must be a multiple of {GROUP_NORM_GROUPS}, "
                               f"got {self.head_channels}")
@@ -103,7 +111,8 @@ class ModelConfig:
 
 def build_crossvis(cfg: ModelConfig) -> CrossVIS:
     """Build a CrossVIS from its config (training init; load weights separately)."""
-    backbone = ResNet(depth=cfg.depth, freeze_at=cfg.freeze_at, stride_in_1x1=cfg.stride_in_1x1)
+    backbone = ResNet(depth=cfg.depth, freeze_at=cfg.freeze_at, stride_in_1x1=cfg.stride_in_1x1,
+                      norm=cfg.backbone_norm)
     fpn = FPN(in_channels=backbone.out_channels, out_channels=cfg.fpn_channels)
     num_params = dynamic_param_count(cfg.mask_out_channels, MASK_HEAD_CHANNELS)
     head = FCOSHead(in_channels=cfg.fpn_channels, channels=cfg.head_channels, num_classes=cfg.num_classes,
@@ -115,7 +124,8 @@ def build_crossvis(cfg: ModelConfig) -> CrossVIS:
                      criterion=build_criterion(cfg), pixel_mean=cfg.pixel_mean, pixel_std=cfg.pixel_std,
                      score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold,
                      pre_nms_topk=cfg.pre_nms_topk, detections_per_frame=cfg.detections_per_frame,
-                     mask_threshold=cfg.mask_threshold, sparse_inference=cfg.sparse_inference)
+                     mask_threshold=cfg.mask_threshold, sparse_inference=cfg.sparse_inference,
+                     backbone_gradient_scale=cfg.backbone_gradient_scale)
     model.config = cfg
     return model
 

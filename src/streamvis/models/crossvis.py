@@ -40,6 +40,8 @@ class CrossVIS(nn.Module):
         mask_threshold: probability above which a mask pixel is on.
         sparse_inference: compute the controller and the re-ID prediction only at the detections
             (same outputs up to float rounding; see `optimize_for_inference`).
+        backbone_gradient_scale: fraction of the gradient that reaches the backbone and FPN in
+            training (official 0.1, for an ImageNet-initialised backbone).
     """
 
     def __init__(self, *, backbone: nn.Module, fpn: nn.Module, head: nn.Module, mask_branch: nn.Module,
@@ -47,7 +49,8 @@ class CrossVIS(nn.Module):
                  pixel_mean: tuple[float, ...] = PIXEL_MEAN_BGR, pixel_std: tuple[float, ...] = PIXEL_STD_BGR,
                  score_threshold: float = 0.05, nms_threshold: float = 0.6, pre_nms_topk: int = 1000,
                  detections_per_frame: int = 100, mask_threshold: float = 0.5,
-                 sparse_inference: bool = False):
+                 sparse_inference: bool = False,
+                 backbone_gradient_scale: float = BACKBONE_GRADIENT_SCALE):
         super().__init__()
         self.backbone, self.fpn, self.head = backbone, fpn, head
         self.mask_branch, self.mask_head, self.criterion = mask_branch, mask_head, criterion
@@ -56,6 +59,7 @@ class CrossVIS(nn.Module):
         self.pre_nms_topk, self.detections_per_frame = pre_nms_topk, detections_per_frame
         self.mask_threshold = mask_threshold
         self.sparse_inference = sparse_inference
+        self.backbone_gradient_scale = backbone_gradient_scale
         self.channels_last = False
         self.config = None  # set by build_model: the ModelConfig it was built from
 
@@ -69,13 +73,14 @@ class CrossVIS(nn.Module):
             dense: see `FCOSHead.forward`; False leaves top_feats/reid_feats None.
 
         Returns:
-            `HeadOutputs`. In training mode every FPN level passes 0.1x gradient (official).
+            `HeadOutputs`. In training mode every FPN level passes `backbone_gradient_scale` of the
+            gradient (official: 0.1x).
         """
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         features = self.fpn(self.backbone(images))  # [P3..P7], (N, C, Hp/s, Wp/s)
-        if self.training:
-            scale = BACKBONE_GRADIENT_SCALE
+        if self.training and self.backbone_gradient_scale != 1.0:
+            scale = self.backbone_gradient_scale
             features = [f * scale + f.detach() * (1.0 - scale) for f in features]
         head = self.head(features, dense=dense)
         mask_feats = self.mask_branch(features)  # (N, 8, Hp/8, Wp/8)
