@@ -231,7 +231,7 @@ def test_loss_curve_has_one_panel_per_loss_and_eval(tmp_path):
 
 
 def test_init_weights_go_through_the_backbone_loader(tmp_path, monkeypatch):
-    import streamvis.models.backbone as backbone_module
+    import streamvis.models.imagenet_weights as backbone_module
     from streamvis.errors import ConfigError
 
     calls = []

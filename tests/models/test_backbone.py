@@ -13,11 +13,8 @@ import torch
 from torch import nn
 
 from streamvis.errors import DataFormatError
-from streamvis.models.backbone import (
-    NORMS,
-    FrozenBatchNorm2d,
-    ResNet,
-    fold_frozen_batchnorm,
+from streamvis.models.backbone import NORMS, FrozenBatchNorm2d, ResNet, fold_frozen_batchnorm
+from streamvis.models.imagenet_weights import (
     load_backbone_weights,
     load_detectron2_resnet,
     load_imagenet_backbone,

@@ -23,7 +23,7 @@ def read_official(path: Path):
     if not path.is_file():
         raise DataFormatError("no such checkpoint file", path=path)
     if path.suffix == ".pkl":
-        from streamvis.models.backbone import read_numpy_pickle
+        from streamvis.models.imagenet_weights import read_numpy_pickle
 
         return read_numpy_pickle(path)
     try:

@@ -104,6 +104,6 @@ def load_init_weights(model: nn.Module, path: str) -> None:
     """
     if not Path(path).is_file():
         raise ConfigError(f"{path}: train.init_weights file not found")
-    from streamvis.models.backbone import load_imagenet_backbone
+    from streamvis.models.imagenet_weights import load_imagenet_backbone
 
     load_imagenet_backbone(model.backbone, path)
