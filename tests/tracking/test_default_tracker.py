@@ -148,3 +148,24 @@ def test_overlapping_mask_iou_is_exact():
     assert np.array_equal(overlapping_mask_iou(rles[:3], rles[3:]), exact)
     full = mask_iou(rles, rles)
     assert np.array_equal(overlapping_mask_iou(rles, rles), full) and (full[~np.eye(6, dtype=bool)] > 0).any()
+
+
+def test_spilled_tracks_round_trip_and_keep_appending():
+    import numpy as np
+
+    from streamvis.tracking.base import SpilledTracks, Track
+
+    store = SpilledTracks()
+    assert len(store) == 0 and list(store) == []
+
+    def make(i):
+        return Track(track_id=i, category=1, box=np.arange(4, dtype=np.float32),
+                     embedding=np.ones(3, np.float32), first_frame=i, last_frame=i + 2, scores=[0.5],
+                     masks={i: {"size": [2, 2], "counts": "04"}})
+
+    store.extend([make(1), make(2)])
+    assert [t.track_id for t in store] == [1, 2]
+    store.extend([make(3)])  # appending after a read must not overwrite
+    tracks = list(store)
+    assert [t.track_id for t in tracks] == [1, 2, 3] and len(store) == 3
+    assert tracks[2].masks == {3: {"size": [2, 2], "counts": "04"}} and tracks[0].box.tolist() == [0, 1, 2, 3]

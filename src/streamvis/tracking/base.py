@@ -217,3 +217,41 @@ def track_to_result(
         "category_id": int(category_id),
         "segmentations": [track.masks.get(frame) for frame in range(num_frames)],
     }
+
+
+class SpilledTracks:
+    """Tracks that can no longer change, kept in an anonymous temporary file instead of memory.
+
+    A finished track holds one RLE per frame it lived, so keeping every finished track in memory
+    would make memory grow with the length of the video. They are pickled to a temporary file
+    (written and read only by this object, never a user file) and read back once, by `finalize`.
+    """
+
+    def __init__(self):
+        self._file = None
+        self._count = 0
+
+    def extend(self, tracks) -> None:
+        """Append finished tracks."""
+        import pickle
+        import tempfile
+
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="streamvis-tracks-")
+        for track in tracks:
+            pickle.dump(track, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        """The stored tracks, in the order they were added."""
+        import pickle
+
+        if self._file is None:
+            return
+        self._file.seek(0)
+        for _ in range(self._count):
+            yield pickle.load(self._file)  # noqa: S301 (our own temporary file)
+        self._file.seek(0, 2)  # back to the end: more tracks may still be appended

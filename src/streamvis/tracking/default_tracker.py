@@ -23,6 +23,7 @@ from scipy.optimize import linear_sum_assignment
 from streamvis.structures import Instances
 from streamvis.tracking.base import (
     Detections,
+    SpilledTracks,
     Track,
     box_iou,
     coarse_mask_iou,
@@ -84,7 +85,7 @@ class DefaultTracker:
         self.duplicates_across_classes = duplicates_across_classes
         self.min_score = min_score
         self.active: list[Track] = []  # tracks still matchable
-        self.retired: list[Track] = []
+        self.retired = SpilledTracks()  # finished tracks live on disk: memory stays flat
         self._next_id = 1
 
     def similarity(self, dets: Detections, rles: list[dict]) -> np.ndarray:
@@ -183,4 +184,4 @@ class DefaultTracker:
 
     def finalize(self) -> list[Track]:
         """All tracks of the video (retired and active), in track-id order."""
-        return sorted(self.retired + self.active, key=lambda t: t.track_id)
+        return sorted([*self.retired, *self.active], key=lambda t: t.track_id)
