@@ -129,18 +129,27 @@ def _predict_dataset(model, args, out: Path) -> None:
             fps=args.fps or DEFAULT_FPS,
             score_threshold=args.viz_score_threshold,
         )
-    try:
-        results = predict_dataset(
+    results = _with_drawer(
+        drawer,
+        lambda: predict_dataset(
             model, gt, images, tracker=args.tracker, progress=not args.no_progress, on_frame=drawer
-        )
+        ),
+    )
+    write_results(out / "results.json", results, gt)
+    print(f"{len(results)} tracks in {len(gt['videos'])} videos -> {out / 'results.json'}")
+
+
+def _with_drawer(drawer, predict):
+    """Run `predict()`; close the overlay writer after it (discarding its files if it failed)."""
+    try:
+        results = predict()
     except BaseException as err:
         if drawer is not None:
             drawer.close((type(err), err, err.__traceback__))
         raise
     if drawer is not None:
         drawer.close()
-    write_results(out / "results.json", results, gt)
-    print(f"{len(results)} tracks in {len(gt['videos'])} videos -> {out / 'results.json'}")
+    return results
 
 
 def _predict_video(model, args, out: Path) -> None:
@@ -163,14 +172,7 @@ def _predict_video(model, args, out: Path) -> None:
     frames = tqdm(
         read_frames(args.input), total=num_frames, desc="predict", unit="frame", disable=args.no_progress
     )
-    try:
-        results = predict_video(predictor, frames, on_frame=drawer)
-    except BaseException as err:
-        if drawer is not None:
-            drawer.close((type(err), err, err.__traceback__))
-        raise
-    if drawer is not None:
-        drawer.close()
+    results = _with_drawer(drawer, lambda: predict_video(predictor, frames, on_frame=drawer))
     write_results(out / "results.json", results)
     print(f"{len(results)} tracks in {predictor.num_frames} frames -> {out / 'results.json'}")
 
