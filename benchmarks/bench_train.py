@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CASES = {
     # name: (config file, overrides, pairs, (H, W))
-    "synthetic_r18": ("configs/synthetic_r18.yaml", [], 4, (192, 320)),
+    "synthetic_r18": ("configs/synthetic_r18.yaml", ["model.num_identities=1043"], 4, (192, 320)),
     "r50_360x640": ("configs/crossvis_r50_ytvis19.yaml", ["train.init_weights=null"], 1, (360, 640)),
 }
 

@@ -343,8 +343,10 @@ class TrainConfig:
             split in the data config, otherwise no evaluation runs).
         amp: mixed precision (float16 autocast + gradient scaling); used on CUDA only.
         device: "cpu", "cuda" or "auto" (CUDA when available).
-        init_weights: an ImageNet backbone file (torchvision or detectron2 .pkl/.pth) loaded into
-            the backbone before training (None: random init).
+        init_weights: loaded before training (None: random init). A streamvis checkpoint or
+            weights file (``model_final.pth``, ``streamvis export`` output) initialises the whole
+            model (fine-tuning; tensors of another shape keep their init, with a warning); an
+            ImageNet file (torchvision ``.pth`` or detectron2 ``.pkl``) only the backbone.
         find_unused_parameters: passed to DistributedDataParallel.
         progress_bar: show a tqdm bar with ETA and losses on rank 0.
         plot_loss_curve: draw loss_curve.png from metrics.jsonl (at the end, and every ~30 s of

@@ -98,12 +98,73 @@ def build_evaluate_fn(cfg) -> Callable[[nn.Module], dict[str, float]] | None:
 
 
 def load_init_weights(model: nn.Module, path: str) -> None:
-    """Load an ImageNet backbone file (detectron2 ``.pkl`` or torchvision ``.pth``) into ``model.backbone``.
+    """Initialise `model` from ``train.init_weights`` before training.
 
-    torchvision weights need ``model.stride_in_1x1: false`` (the stride sits in the 3x3 conv).
+    Two kinds of file are accepted:
+
+    - a streamvis training checkpoint or weights file (a dict with ``"model"`` and ``"config"``,
+      e.g. ``outputs/run/model_final.pth`` or ``streamvis export``'s output): the WHOLE model is
+      initialised from it (fine-tuning). Tensors whose shape differs (a different number of
+      classes or identities) keep their init, with a warning naming them.
+    - an ImageNet backbone (detectron2 ``.pkl`` or torchvision ``.pth``): only ``model.backbone``.
+      torchvision weights need ``model.stride_in_1x1: false`` (the stride sits in the 3x3 conv).
+
+    Raises:
+        ConfigError: the file does not exist.
+        DataFormatError: a streamvis file shares no tensor with the model or lacks backbone
+            tensors the model has (another architecture), or the backbone file does not fit.
     """
     if not Path(path).is_file():
         raise ConfigError(f"{path}: train.init_weights file not found")
+    state = _read_streamvis_weights(path)
+    if state is not None:
+        load_full_model_weights(model, state, path)
+        return
     from streamvis.models.imagenet_weights import load_imagenet_backbone
 
     load_imagenet_backbone(model.backbone, path)
+
+
+def _read_streamvis_weights(path: str):
+    """The ``"model"`` state dict of a streamvis checkpoint/weights file, or None for other files."""
+    if str(path).endswith(".pkl"):
+        return None
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 (not ours: the backbone reader reports what is wrong with it)
+        return None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and "config" in data:
+        return data["model"]
+    return None
+
+
+def load_full_model_weights(model: nn.Module, state: dict, path=None) -> None:
+    """Copy every tensor of `state` that fits `model` (same name and shape) into it.
+
+    Tensors of another shape, and model tensors the file lacks outside the backbone, keep their
+    init and are named in one warning; a file that shares no tensor with the model, or lacks
+    backbone tensors, is another architecture and raises `DataFormatError`.
+    """
+    import warnings
+
+    from streamvis.errors import DataFormatError
+
+    expected = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
+    if not fitting:
+        raise DataFormatError("train.init_weights: no tensor of this file fits the model "
+                              "(another architecture?)", path=path)
+    missing_backbone = [k for k in expected if k.startswith("backbone.") and k not in state]
+    if missing_backbone:
+        raise DataFormatError(f"train.init_weights: the file lacks backbone tensors of this model "
+                              f"(another backbone?), e.g. {missing_backbone[:3]}", path=path)
+    other_shape = [k for k in state if k in expected and k not in fitting]
+    not_in_file = [k for k in expected if k not in state]
+    if other_shape or not_in_file:
+        warnings.warn(f"{path}: initialised {len(fitting)}/{len(expected)} model tensors; these keep "
+                      f"their init: other shape {other_shape[:6]}{' ...' if len(other_shape) > 6 else ''}, "
+                      f"not in the file {not_in_file[:6]}{' ...' if len(not_in_file) > 6 else ''}",
+                      stacklevel=3)
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in fitting.items()}, strict=False)
