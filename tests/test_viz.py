@@ -92,3 +92,37 @@ def test_labels_do_not_overlap():
     assert _free_spot(0, 10, (50, 12), placed, (100, 100)) == 22  # moved below the earlier label
     assert _free_spot(60, 10, (30, 12), placed, (100, 100)) == 10  # beside it: stays
     assert _free_spot(0, 88, (50, 12), [(0, 88, 50, 12)], (100, 100)) == 76  # no room below: moves up
+
+
+def test_suppress_overlapping_keeps_one_label_per_object():
+    from streamvis.viz import suppress_overlapping
+
+    masks = np.zeros((4, 20, 20), dtype=bool)
+    masks[0, 2:12, 2:12] = True  # object A, class hypothesis 1
+    masks[1, 2:12, 3:12] = True  # object A again (IoU 0.9), scored higher
+    masks[2, 14:18, 14:18] = True  # object B, far away
+    masks[3, 2:7, 2:12] = True  # half of A: IoU 0.5, not above the threshold
+    assert suppress_overlapping(masks, [0.5, 0.9, 0.1, 0.3], 0.5) == [1, 2, 3]
+    assert suppress_overlapping(masks, [0.9, 0.5, 0.1, 0.3], 0.5) == [0, 2, 3]
+    assert suppress_overlapping(masks, None, 0.5) == [0, 2, 3]  # input order is the priority
+    assert suppress_overlapping(masks, [0.5, 0.9, 0.1, 0.3], 1.0) == [0, 1, 2, 3]
+    assert suppress_overlapping(masks[:0], [], 0.5) == []
+
+
+def test_overlay_writer_draws_one_of_two_duplicates_but_keeps_both_ids(tmp_path):
+    from PIL import Image
+
+    from streamvis.viz import OverlayWriter, color_for_id
+
+    frame = np.zeros((96, 128, 3), dtype=np.uint8)
+    masks = np.zeros((2, 96, 128), dtype=bool)
+    masks[0, 40:80, 40:80] = True
+    masks[1, 40:80, 41:80] = True
+    with OverlayWriter(tmp_path, fps=5) as writer:
+        drawn = writer.write(frame, masks, [1, 2], ["a", "b"], [0.4, 0.8])
+    center = drawn[70, 60].astype(int)  # inside both masks, below the label
+    own = 0.5 * np.array(color_for_id(2))  # the higher-scored track's colour at alpha 0.5
+    other = 0.5 * np.array(color_for_id(1))
+    assert np.abs(center - own).max() <= 1 and np.abs(center - other).max() > 1
+    ids = np.asarray(Image.open(tmp_path / "instance_ids" / "00000.png"))
+    assert set(np.unique(ids)) == {0, 1, 2}  # the id PNG keeps both instances

@@ -221,6 +221,34 @@ def save_id_png(path, id_map: np.ndarray) -> None:
         Image.fromarray(np.ascontiguousarray(id_map, dtype=np.uint16)).save(f, format="PNG")
 
 
+def suppress_overlapping(masks, scores: Sequence[float] | None, iou_threshold: float) -> list[int]:
+    """Indices (in input order) of the masks to draw: a mask whose IoU with a higher-scored kept
+    mask exceeds `iou_threshold` is left out, so one object shows one label (a model may keep a
+    second class hypothesis of the same object; results keep it, the picture need not).
+
+    Args:
+        masks: (N, H, W) bool masks (numpy or torch).
+        scores: N scores (None: input order is the priority).
+        iou_threshold: largest IoU two drawn masks may have; >= 1 keeps everything.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if len(masks) < 2 or iou_threshold >= 1.0:
+        return list(range(len(masks)))
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable") if scores is not None \
+        else np.arange(len(masks))
+    flat = masks.reshape(len(masks), -1)
+    areas = flat.sum(axis=1).astype(np.float64)
+    keep: list[int] = []
+    for i in order:
+        if areas[i] > 0 and keep:
+            inter = np.logical_and(flat[keep], flat[i]).sum(axis=1)
+            iou = inter / np.maximum(areas[keep] + areas[i] - inter, 1.0)
+            if iou.max() > iou_threshold:
+                continue
+        keep.append(int(i))
+    return sorted(keep)
+
+
 class OverlayWriter:
     """Write one video's overlays: ``overlay.mp4`` and ``instance_ids/NNNNN.png`` (16-bit track ids).
 
@@ -230,19 +258,25 @@ class OverlayWriter:
         out_dir: folder to write into (created).
         fps: frame rate of the MP4.
         write_ids: also write the per-frame instance-id PNGs (0 = background).
+        max_overlap: in the MP4, a mask overlapping a higher-scored one of the same frame by more
+            than this IoU is not drawn (`suppress_overlapping`); the id PNGs keep every instance.
+            1.0 draws everything.
     """
 
-    def __init__(self, out_dir, *, fps: float = 10, write_ids: bool = True):
+    def __init__(self, out_dir, *, fps: float = 10, write_ids: bool = True, max_overlap: float = 0.5):
         from streamvis.data.video import VideoWriter
 
         self.out_dir = Path(out_dir)
         self.write_ids = write_ids
+        self.max_overlap = max_overlap
         self.num_frames = 0
         self.video = VideoWriter(self.out_dir / "overlay.mp4", fps=fps)
 
     def write(self, frame_bgr: np.ndarray, masks, track_ids, labels, scores=None) -> np.ndarray:
         """Draw one frame's instances (see `overlay_instances`), append it; returns the drawn frame."""
-        drawn = overlay_instances(frame_bgr, masks, track_ids, labels, scores)
+        keep = suppress_overlapping(masks, scores, self.max_overlap)
+        drawn = overlay_instances(frame_bgr, np.asarray(masks, dtype=bool)[keep], [track_ids[i] for i in keep],
+                                  [labels[i] for i in keep], None if scores is None else [scores[i] for i in keep])
         self.video.write(drawn)
         if self.write_ids:
             id_map = instance_id_map(masks, track_ids, frame_bgr.shape[:2])

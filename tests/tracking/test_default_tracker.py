@@ -111,6 +111,34 @@ def test_duplicates_are_suppressed(frame, emb):
     assert len(_run(frames, frame, min_score=0.55)) == 2  # 0.9 and 0.7 remain
 
 
+def test_low_scored_detections_extend_tracks_but_never_start_one(frame, emb):
+    box, far = [10, 10, 30, 30], [50, 5, 70, 25]
+    frames = [
+        [(box, 0, 0.8, emb(0)), (far, 1, 0.2, emb(1))],  # a confident object and a weak stray one
+        [(box, 0, 0.25, emb(0)), (far, 1, 0.2, emb(1))],  # the object scores low for a frame
+        [(box, 0, 0.7, emb(0))],
+    ]
+    (track,) = _run(frames, frame, new_track_score=0.3)
+    assert sorted(track.masks) == [0, 1, 2] and track.scores == pytest.approx([0.8, 0.25, 0.7])
+    assert len(_run(frames, frame)) == 2  # default 0: the stray detection starts a track too
+    assert _run([[(box, 0, 0.2, emb(0))]], frame, new_track_score=0.3) == []
+
+
+def test_length_weight_ranks_fragments_below_whole_tracks(frame, emb):
+    whole, fragment = [10, 10, 30, 30], [50, 5, 70, 25]
+    frames = [[(whole, 0, 0.6, emb(0))] for _ in range(4)]
+    frames[1] = frames[1] + [(fragment, 1, 0.9, emb(1))]
+    plain = {t.category: t.score for t in _run(frames, frame)}
+    assert plain == pytest.approx({0: 0.6, 1: 0.9})  # the official mean: the fragment ranks first
+    weighted = {t.category: t.score for t in _run(frames, frame, length_weight=0.5)}
+    assert weighted == pytest.approx({0: 0.6, 1: 0.9 * (1 / 4) ** 0.5})
+    tracker = DefaultTracker(length_weight=0.5)
+    for index, detections in enumerate(frames):
+        tracker.update(frame(detections), index)
+    first = [t.score for t in tracker.finalize()]
+    assert [t.score for t in tracker.finalize()] == first  # finalize twice: same scores
+
+
 def test_embedding_is_a_normalized_moving_average(frame, emb):
     tracker = DefaultTracker(embedding_momentum=0.5)
     box = [10, 10, 30, 30]

@@ -30,6 +30,8 @@ class Track:
         scores: detection score of every member, in frame order.
         masks: frame index -> compressed RLE ``{"size": [H, W], "counts": str}`` of that frame.
         class_votes: class -> summed member score (used by trackers that vote on the class).
+        video_score: when set (by a tracker's ``finalize``), the video-level score instead of the
+            mean member score.
     """
 
     track_id: int
@@ -41,10 +43,13 @@ class Track:
     scores: list[float] = field(default_factory=list)
     masks: dict[int, dict] = field(default_factory=dict)
     class_votes: dict[int, float] = field(default_factory=dict)
+    video_score: float | None = None
 
     @property
     def score(self) -> float:
-        """Video-level score: the mean member score (official rule)."""
+        """Video-level score: `video_score` if set, else the mean member score (official rule)."""
+        if self.video_score is not None:
+            return float(self.video_score)
         return float(sum(self.scores) / len(self.scores)) if self.scores else 0.0
 
     @property

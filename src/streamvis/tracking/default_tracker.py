@@ -58,6 +58,11 @@ class DefaultTracker:
             default: a second class hypothesis of one object costs nothing in per-class AP and may
             be the right one.
         min_score: detections below this score are ignored.
+        new_track_score: detections below this score may extend a track but never start one
+            (0: every unmatched detection starts a track, as the official rule does).
+        length_weight: the video score is ``mean member score * (members / frames) ** length_weight``
+            (frames: the frames the tracker saw), so a fragment of a few frames ranks below a
+            track that follows its object through the video (0: the plain mean, official).
     """
 
     def __init__(
@@ -73,6 +78,8 @@ class DefaultTracker:
         duplicate_iou: float = 0.8,
         duplicates_across_classes: bool = False,
         min_score: float = 0.0,
+        new_track_score: float = 0.0,
+        length_weight: float = 0.0,
     ):
         self.match_threshold = match_threshold
         self.embedding_weight = embedding_weight
@@ -84,6 +91,9 @@ class DefaultTracker:
         self.duplicate_iou = duplicate_iou
         self.duplicates_across_classes = duplicates_across_classes
         self.min_score = min_score
+        self.new_track_score = new_track_score
+        self.length_weight = length_weight
+        self._frames_seen = 0
         self.active: list[Track] = []  # tracks still matchable
         self.retired = SpilledTracks()  # finished tracks live on disk: memory stays flat
         self._next_id = 1
@@ -131,6 +141,7 @@ class DefaultTracker:
             Matched and new tracks, in track-id order; their ``masks[frame_index]`` is set.
         """
         self._retire(frame_index)
+        self._frames_seen = max(self._frames_seen, frame_index + 1)
         if len(instances) == 0:
             return []
         dets = unpack_instances(instances)
@@ -143,7 +154,8 @@ class DefaultTracker:
         for row, col in zip(rows[accepted], cols[accepted]):
             matched.append(self._extend(self.active[col], dets, rles, int(row), frame_index))
         for row in sorted(set(range(len(dets))) - set(rows[accepted].tolist())):
-            matched.append(self._start(dets, rles, row, frame_index))
+            if dets.scores[row] >= self.new_track_score:
+                matched.append(self._start(dets, rles, row, frame_index))
         return sorted(matched, key=lambda t: t.track_id)
 
     def _retire(self, frame_index: int) -> None:
@@ -183,5 +195,11 @@ class DefaultTracker:
         return track
 
     def finalize(self) -> list[Track]:
-        """All tracks of the video (retired and active), in track-id order."""
-        return sorted([*self.retired, *self.active], key=lambda t: t.track_id)
+        """All tracks of the video (retired and active), in track-id order, with their video score."""
+        tracks = sorted([*self.retired, *self.active], key=lambda t: t.track_id)
+        if self.length_weight:
+            frames = max(self._frames_seen, 1)
+            for track in tracks:
+                mean = sum(track.scores) / len(track.scores) if track.scores else 0.0
+                track.video_score = mean * (len(track.scores) / frames) ** self.length_weight
+        return tracks
