@@ -275,8 +275,13 @@ class OverlayWriter:
     def write(self, frame_bgr: np.ndarray, masks, track_ids, labels, scores=None) -> np.ndarray:
         """Draw one frame's instances (see `overlay_instances`), append it; returns the drawn frame."""
         keep = suppress_overlapping(masks, scores, self.max_overlap)
-        drawn = overlay_instances(frame_bgr, np.asarray(masks, dtype=bool)[keep], [track_ids[i] for i in keep],
-                                  [labels[i] for i in keep], None if scores is None else [scores[i] for i in keep])
+        drawn = overlay_instances(
+            frame_bgr,
+            np.asarray(masks, dtype=bool)[keep],
+            [track_ids[i] for i in keep],
+            [labels[i] for i in keep],
+            None if scores is None else [scores[i] for i in keep],
+        )
         self.video.write(drawn)
         if self.write_ids:
             id_map = instance_id_map(masks, track_ids, frame_bgr.shape[:2])

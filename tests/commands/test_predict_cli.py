@@ -169,3 +169,22 @@ def test_predict_errors_name_the_file(tmp_path, weights, capsys):
     assert main(["predict", "--weights", str(bad), "--input", str(tmp_path / "in.mp4"), "--out", out]) == 2
     assert "bad.pth" in capsys.readouterr().err
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_predict_tracker_options(tmp_path, weights, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(_frames(2)):
+        Image.fromarray(frame[:, :, ::-1]).save(folder / f"{i:03d}.png")
+    base = ["predict", "--weights", str(weights), "--input", str(folder), "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "results.json").read_text())  # some tracks by default
+    # no detection scores 2: with new_track_score=2 no track may start
+    assert main([*base, "--out", str(tmp_path / "b"), "--tracker-set", "new_track_score=2"]) == 0
+    assert json.loads((tmp_path / "b" / "results.json").read_text()) == []
+    assert main([*base, "--out", str(tmp_path / "c"), "--tracker-set", "max_agee=3"]) == 2
+    err = capsys.readouterr().err
+    assert "max_agee" in err and "max_age" in err.replace("max_agee", "")
+    assert main([*base, "--out", str(tmp_path / "c"), "--tracker-set", "max_age=soon"]) == 2
+    assert "max_age takes a value of type int" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # refused before any work

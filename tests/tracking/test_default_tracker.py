@@ -197,3 +197,24 @@ def test_spilled_tracks_round_trip_and_keep_appending():
     tracks = list(store)
     assert [t.track_id for t in tracks] == [1, 2, 3] and len(store) == 3
     assert tracks[2].masks == {3: {"size": [2, 2], "counts": "04"}} and tracks[0].box.tolist() == [0, 1, 2, 3]
+
+
+def test_tracker_options_are_checked():
+    from streamvis.tracking import parse_tracker_options, tracker_options
+
+    assert tracker_options("default")["max_age"] == DefaultTracker().max_age
+    items = ["max_age=60", "new_track_score=1", "duplicates_across_classes=true"]
+    kwargs = parse_tracker_options("default", items)
+    assert kwargs == {"max_age": 60, "new_track_score": 1.0, "duplicates_across_classes": True}
+    assert isinstance(kwargs["new_track_score"], float)
+    assert build_tracker("default", **kwargs).max_age == 60
+    for bad, message in [
+        ("max_age", "expected KEY=VALUE"),
+        ("colour=red", "tracker 'default' has no option 'colour'; its options: match_threshold"),
+        ("max_age=1.5", "max_age takes a value of type int"),
+        ("duplicates_across_classes=1", "takes a value of type bool"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_tracker_options("default", [bad])
+    with pytest.raises(ConfigError, match="has no option speed"):
+        build_tracker("crossvis", speed=2)

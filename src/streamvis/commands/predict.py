@@ -33,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("default", "crossvis"),
         help="association rule: ours (default) or the official CrossVIS one",
     )
+    parser.add_argument(
+        "--tracker-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a tracker option, e.g. --tracker-set max_age=60 (repeatable; see streamvis.tracking)",
+    )
     parser.add_argument("--viz", action="store_true", help="also write overlay MP4s and instance-id PNGs")
     parser.add_argument(
         "--viz-score-threshold",
@@ -115,6 +122,7 @@ def _predict_dataset(model, args, out: Path) -> None:
     from streamvis.data.video import default_image_root
     from streamvis.data.ytvis import load_ytvis, write_results
     from streamvis.engine.predict import category_ids_for, predict_dataset
+    from streamvis.tracking import parse_tracker_options
 
     gt = load_ytvis(args.input)
     images = Path(args.images) if args.images else default_image_root(args.input, gt)
@@ -132,7 +140,13 @@ def _predict_dataset(model, args, out: Path) -> None:
     results = _with_drawer(
         drawer,
         lambda: predict_dataset(
-            model, gt, images, tracker=args.tracker, progress=not args.no_progress, on_frame=drawer
+            model,
+            gt,
+            images,
+            tracker=args.tracker,
+            tracker_kwargs=parse_tracker_options(args.tracker, args.tracker_set),
+            progress=not args.no_progress,
+            on_frame=drawer,
         ),
     )
     write_results(out / "results.json", results, gt)
@@ -158,9 +172,11 @@ def _predict_video(model, args, out: Path) -> None:
     from streamvis.data.video import probe, read_frames
     from streamvis.data.ytvis import write_results
     from streamvis.engine.predict import VideoPredictor, category_ids_for, predict_video
+    from streamvis.tracking import build_tracker, parse_tracker_options
 
     num_frames, _, _, fps = probe(args.input)
-    predictor = VideoPredictor(model, args.tracker, video_id=1, category_ids=category_ids_for(model.config))
+    tracker = build_tracker(args.tracker, **parse_tracker_options(args.tracker, args.tracker_set))
+    predictor = VideoPredictor(model, tracker, video_id=1, category_ids=category_ids_for(model.config))
     drawer = None
     if args.viz:
         drawer = TrackDrawer(
@@ -181,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from streamvis.models.convert import load_model
+    from streamvis.tracking import parse_tracker_options
 
+    parse_tracker_options(args.tracker, args.tracker_set)  # a typo fails before any work
     source = Path(args.input)
     if not source.exists():
         raise StreamvisError(f"{source}: no such video, frame folder or dataset json")
