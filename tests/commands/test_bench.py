@@ -37,39 +37,6 @@ def _square(top: int, left: int, size: int = 4, shape=(10, 10)) -> dict:
     return encode_masks(mask)[0]
 
 
-# ------------------------------------------------------------------------------------- ID switches
-def test_count_switches_skips_unmatched_frames(trackers_bench):
-    assert trackers_bench.count_switches([]) == 0
-    assert trackers_bench.count_switches([None, 3, None, 3, 3]) == 0
-    assert trackers_bench.count_switches([1, None, 1, 2, None, 2, 1]) == 2
-
-
-def test_id_switches_hand_built(trackers_bench):
-    a, b, far = _square(0, 0), _square(0, 1), _square(6, 6)  # IoU(a, b) = 12 / 20 = 0.6
-    gt = {"videos": [{"id": 1, "height": 10, "width": 10, "length": 5}],
-          "annotations": [{"video_id": 1, "iscrowd": 0, "segmentations": [a, a, a, a, None]}]}
-    results = [
-        {"video_id": 1, "score": 0.9, "segmentations": [a, a, None, far, a]},  # track 0: frames 0, 1
-        {"video_id": 1, "score": 0.1, "segmentations": [b, None, a, None, None]},  # track 1: frame 2
-    ]
-    ids = trackers_bench.matched_track_ids([gt["annotations"][0]["segmentations"]],
-                                           [r["segmentations"] for r in results], 10, 10)
-    assert ids == [[0, 0, 1, None, None]]  # frame 0: IoU 1.0 beats 0.6; frame 3: IoU 0 -> no match
-    count = trackers_bench.id_switches(gt, results)
-    assert (count.switches, count.matched_frames, count.gt_frames) == (1, 3, 4)
-    strict = trackers_bench.id_switches(gt, results[1:], iou_threshold=0.7)  # b (0.6) no longer matches
-    assert (strict.switches, strict.matched_frames) == (0, 1)
-    confident = trackers_bench.id_switches(gt, results, min_score=0.5)  # track 1 ignored: no switch
-    assert (confident.switches, confident.matched_frames) == (0, 2)
-
-
-def test_id_switches_without_results_or_gt(trackers_bench):
-    gt = {"videos": [{"id": 1, "height": 10, "width": 10, "length": 2}],
-          "annotations": [{"video_id": 1, "iscrowd": 0, "segmentations": [_square(0, 0), None]}]}
-    assert trackers_bench.id_switches(gt, []) == trackers_bench.IdSwitchCount(0, 0, 1)
-    assert trackers_bench.id_switches({**gt, "annotations": []}, []) == trackers_bench.IdSwitchCount(0, 0, 0)
-
-
 # --------------------------------------------------------------------------- cached detections
 def test_frame_detections_round_trip(trackers_bench):
     masks = torch.zeros(2, 6, 8, dtype=torch.bool)

@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="METRICS.json", help="also write the metrics as json (atomically)")
     parser.add_argument("--per-class", action="store_true", help="also print AP and AR of every category")
+    parser.add_argument(
+        "--id-switches",
+        action="store_true",
+        help="also count ID switches (streamvis.evaluation.identity): changes of the predicted track "
+        "matched to a ground-truth object between its matched frames",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,8 +62,21 @@ def _run(args: argparse.Namespace) -> int:
     for warning in caught:
         print(f"streamvis evaluate: warning: {warning.message}", file=sys.stderr)
     print(format_table(result, gt["categories"], per_class=args.per_class))
+    switches = None
+    if args.id_switches:
+        from streamvis.evaluation.identity import id_switches
+
+        switches = id_switches(gt, results)
+        print(f"ID switches: {switches.switches} ({switches.matched_frames} of {switches.gt_frames} visible "
+              "ground-truth frames matched at mask IoU >= 0.5)")
     if args.out:
         metrics = result.to_json()
+        if switches is not None:
+            metrics["id_switches"] = {
+                "switches": switches.switches,
+                "matched_frames": switches.matched_frames,
+                "gt_frames": switches.gt_frames,
+            }
         metrics.update(gt=str(args.gt), results=str(args.results))
         atomic_write_json(args.out, metrics, indent=1)
         print(f"metrics written to {args.out}")
