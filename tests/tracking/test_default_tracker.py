@@ -128,8 +128,10 @@ def test_length_weight_ranks_fragments_below_whole_tracks(frame, emb):
     whole, fragment = [10, 10, 30, 30], [50, 5, 70, 25]
     frames = [[(whole, 0, 0.6, emb(0))] for _ in range(4)]
     frames[1] = frames[1] + [(fragment, 1, 0.9, emb(1))]
-    plain = {t.category: t.score for t in _run(frames, frame)}
+    plain = {t.category: t.score for t in _run(frames, frame, length_weight=0.0)}
     assert plain == pytest.approx({0: 0.6, 1: 0.9})  # the official mean: the fragment ranks first
+    default = {t.category: t.score for t in _run(frames, frame)}
+    assert default == pytest.approx({0: 0.6, 1: 0.9 * (1 / 4) ** DefaultTracker().length_weight})
     weighted = {t.category: t.score for t in _run(frames, frame, length_weight=0.5)}
     assert weighted == pytest.approx({0: 0.6, 1: 0.9 * (1 / 4) ** 0.5})
     tracker = DefaultTracker(length_weight=0.5)
