@@ -97,15 +97,17 @@ def test_labels_do_not_overlap():
 def test_suppress_overlapping_keeps_one_label_per_object():
     from streamvis.viz import suppress_overlapping
 
-    masks = np.zeros((4, 20, 20), dtype=bool)
+    masks = np.zeros((5, 20, 20), dtype=bool)
     masks[0, 2:12, 2:12] = True  # object A, class hypothesis 1
-    masks[1, 2:12, 3:12] = True  # object A again (IoU 0.9), scored higher
+    masks[1, 2:12, 3:12] = True  # object A again (overlap 1.0), scored higher
     masks[2, 14:18, 14:18] = True  # object B, far away
-    masks[3, 2:7, 2:12] = True  # half of A: IoU 0.5, not above the threshold
-    assert suppress_overlapping(masks, [0.5, 0.9, 0.1, 0.3], 0.5) == [1, 2, 3]
-    assert suppress_overlapping(masks, [0.9, 0.5, 0.1, 0.3], 0.5) == [0, 2, 3]
-    assert suppress_overlapping(masks, None, 0.5) == [0, 2, 3]  # input order is the priority
-    assert suppress_overlapping(masks, [0.5, 0.9, 0.1, 0.3], 1.0) == [0, 1, 2, 3]
+    masks[3, 2:5, 2:12] = True  # a fragment of A: all of it lies inside A
+    masks[4, 10:14, 10:20] = True  # touches A: 4 of its 40 pixels (overlap 0.1)
+    assert suppress_overlapping(masks, [0.5, 0.9, 0.1, 0.3, 0.2], 0.5) == [1, 2, 4]
+    assert suppress_overlapping(masks, [0.9, 0.5, 0.1, 0.3, 0.2], 0.5) == [0, 2, 4]
+    assert suppress_overlapping(masks, [0.1, 0.2, 0.3, 0.9, 0.4], 0.5) == [2, 3, 4]  # the fragment first
+    assert suppress_overlapping(masks, None, 0.5) == [0, 2, 4]  # input order is the priority
+    assert suppress_overlapping(masks, [0.5, 0.9, 0.1, 0.3, 0.2], 1.0) == [0, 1, 2, 3, 4]
     assert suppress_overlapping(masks[:0], [], 0.5) == []
 
 

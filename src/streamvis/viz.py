@@ -221,18 +221,20 @@ def save_id_png(path, id_map: np.ndarray) -> None:
         Image.fromarray(np.ascontiguousarray(id_map, dtype=np.uint16)).save(f, format="PNG")
 
 
-def suppress_overlapping(masks, scores: Sequence[float] | None, iou_threshold: float) -> list[int]:
-    """Indices (in input order) of the masks to draw: a mask whose IoU with a higher-scored kept
-    mask exceeds `iou_threshold` is left out, so one object shows one label (a model may keep a
-    second class hypothesis of the same object; results keep it, the picture need not).
+def suppress_overlapping(masks, scores: Sequence[float] | None, max_overlap: float) -> list[int]:
+    """Indices (in input order) of the masks to draw, so that one object shows one label.
+
+    A mask is left out when its overlap with a higher-scored kept mask (intersection over the
+    smaller of the two areas) exceeds `max_overlap`: a second class hypothesis of the same object,
+    or a fragment of it. Results keep such instances; only the picture leaves them out.
 
     Args:
         masks: (N, H, W) bool masks (numpy or torch).
         scores: N scores (None: input order is the priority).
-        iou_threshold: largest IoU two drawn masks may have; >= 1 keeps everything.
+        max_overlap: largest overlap two drawn masks may have; >= 1 keeps everything.
     """
     masks = np.asarray(masks, dtype=bool)
-    if len(masks) < 2 or iou_threshold >= 1.0:
+    if len(masks) < 2 or max_overlap >= 1.0:
         return list(range(len(masks)))
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable") if scores is not None \
         else np.arange(len(masks))
@@ -242,8 +244,8 @@ def suppress_overlapping(masks, scores: Sequence[float] | None, iou_threshold: f
     for i in order:
         if areas[i] > 0 and keep:
             inter = np.logical_and(flat[keep], flat[i]).sum(axis=1)
-            iou = inter / np.maximum(areas[keep] + areas[i] - inter, 1.0)
-            if iou.max() > iou_threshold:
+            overlap = inter / np.maximum(np.minimum(areas[keep], areas[i]), 1.0)
+            if overlap.max() > max_overlap:
                 continue
         keep.append(int(i))
     return sorted(keep)
@@ -259,8 +261,8 @@ class OverlayWriter:
         fps: frame rate of the MP4.
         write_ids: also write the per-frame instance-id PNGs (0 = background).
         max_overlap: in the MP4, a mask overlapping a higher-scored one of the same frame by more
-            than this IoU is not drawn (`suppress_overlapping`); the id PNGs keep every instance.
-            1.0 draws everything.
+            than this (intersection over the smaller area, `suppress_overlapping`) is not drawn;
+            the id PNGs keep every instance. 1.0 draws everything.
     """
 
     def __init__(self, out_dir, *, fps: float = 10, write_ids: bool = True, max_overlap: float = 0.5):
