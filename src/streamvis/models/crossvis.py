@@ -24,6 +24,8 @@ from streamvis.structures import Instances
 BACKBONE_GRADIENT_SCALE = 0.1
 
 
+MASK_CHUNK = 16  # instances per pass through the mask head and mask upsampling at inference
+
 class CrossVIS(nn.Module):
     """CrossVIS (Yang et al., ICCV 2021) as in the official implementation.
 
@@ -153,19 +155,27 @@ class CrossVIS(nn.Module):
         det = detect(outputs, index, score_threshold=self.score_threshold, pre_nms_topk=self.pre_nms_topk,
                      nms_threshold=self.nms_threshold, detections_per_frame=self.detections_per_frame)
         params, embeddings = self._gather_instance_feats(outputs, index, det)
-        im_inds = torch.zeros_like(det.classes)
-        mask_logits = self.mask_head(outputs.mask_feats[index : index + 1], params, det.locations,
-                                     det.fpn_levels, im_inds)  # (K, 1, Hp/8, Wp/8)
-        global_probs = mask_probs_at_out_stride(mask_logits, self.mask_head.mask_feat_stride)
         boxes, keep = scale_and_clip_boxes(det.boxes, outputs.image_sizes[index], output_size)
+        params, locations, levels = params[keep], det.locations[keep], det.fpn_levels[keep]
         stride = self.mask_head.mask_feat_stride
         padded_size = (outputs.mask_feats.shape[-2] * stride, outputs.mask_feats.shape[-1] * stride)
-        masks = masks_to_output(global_probs[keep], padded_size, outputs.image_sizes[index], output_size,
-                                self.mask_threshold)
+        # Each instance's mask depends only on its own parameters, so the instances go through the
+        # mask head and the upsampling in chunks: the float intermediates (K x padded H x W) stay
+        # small however many detections a frame has, and peak memory does not depend on it.
+        global_probs, masks = [], []
+        for start in range(0, max(len(params), 1), MASK_CHUNK):
+            part = slice(start, start + MASK_CHUNK)
+            logits = self.mask_head(outputs.mask_feats[index : index + 1], params[part], locations[part],
+                                    levels[part], torch.zeros_like(levels[part]))  # (k, 1, Hp/8, Wp/8)
+            probs = mask_probs_at_out_stride(logits, stride)  # (k, 1, Hp/4, Wp/4)
+            global_probs.append(probs)
+            masks.append(masks_to_output(probs, padded_size, outputs.image_sizes[index], output_size,
+                                         self.mask_threshold))
+        global_probs, masks = torch.cat(global_probs), torch.cat(masks)
         return Instances(output_size, boxes=boxes[keep], scores=det.scores[keep], classes=det.classes[keep],
-                         masks=masks, embeddings=embeddings[keep], locations=det.locations[keep],
-                         fpn_levels=det.fpn_levels[keep], mask_head_params=params[keep],
-                         global_mask_probs=global_probs[keep, 0])
+                         masks=masks, embeddings=embeddings[keep], locations=locations,
+                         fpn_levels=levels, mask_head_params=params,
+                         global_mask_probs=global_probs[:, 0])
 
     def _gather_instance_feats(self, outputs: HeadOutputs, index: int, det: Detections
                                ) -> tuple[torch.Tensor, torch.Tensor]:
