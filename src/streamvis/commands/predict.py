@@ -122,7 +122,6 @@ def _predict_dataset(model, args, out: Path) -> None:
     from streamvis.data.video import default_image_root
     from streamvis.data.ytvis import load_ytvis, write_results
     from streamvis.engine.predict import category_ids_for, predict_dataset
-    from streamvis.tracking import parse_tracker_options
 
     gt = load_ytvis(args.input)
     images = Path(args.images) if args.images else default_image_root(args.input, gt)
@@ -144,7 +143,7 @@ def _predict_dataset(model, args, out: Path) -> None:
             gt,
             images,
             tracker=args.tracker,
-            tracker_kwargs=parse_tracker_options(args.tracker, args.tracker_set),
+            tracker_kwargs=args.tracker_kwargs,
             progress=not args.no_progress,
             on_frame=drawer,
         ),
@@ -172,10 +171,10 @@ def _predict_video(model, args, out: Path) -> None:
     from streamvis.data.video import probe, read_frames
     from streamvis.data.ytvis import write_results
     from streamvis.engine.predict import VideoPredictor, category_ids_for, predict_video
-    from streamvis.tracking import build_tracker, parse_tracker_options
+    from streamvis.tracking import build_tracker
 
     num_frames, _, _, fps = probe(args.input)
-    tracker = build_tracker(args.tracker, **parse_tracker_options(args.tracker, args.tracker_set))
+    tracker = build_tracker(args.tracker, **args.tracker_kwargs)
     predictor = VideoPredictor(model, tracker, video_id=1, category_ids=category_ids_for(model.config))
     drawer = None
     if args.viz:
@@ -199,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     from streamvis.models.convert import load_model
     from streamvis.tracking import parse_tracker_options
 
-    parse_tracker_options(args.tracker, args.tracker_set)  # a typo fails before any work
+    # parsed (and checked) before any work, so that a typo fails at once
+    args.tracker_kwargs = parse_tracker_options(args.tracker, args.tracker_set)
     source = Path(args.input)
     if not source.exists():
         raise StreamvisError(f"{source}: no such video, frame folder or dataset json")

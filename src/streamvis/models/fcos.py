@@ -134,12 +134,7 @@ class FCOSHead(nn.Module):
             out["cls_logits"].append(self.cls_logits(cls_tower))
             out["ctrness"].append(self.ctrness(bbox_tower))
             out["bbox_reg"].append(F.relu(self.scales[level](self.bbox_pred(bbox_tower))))
-            if dense:
-                out["top_feats"].append(self.controller(bbox_tower))
-                # official: one reid_pred_bn call per level (per-level batch statistics in training)
-                out["reid_feats"].append(self.reid_pred_bn(self.reid_pred(self.reid_tower(feature))))
-            else:
-                out["bbox_towers"].append(bbox_tower)
+            _append_instance_outputs(self, out, feature, bbox_tower, dense)
         return out
 
     def sparse_top_feats(self, bbox_tower: torch.Tensor, im_inds: torch.Tensor, ys: torch.Tensor,
@@ -303,12 +298,19 @@ class FusedTowersHead(nn.Module):
             out["cls_logits"].append(self.cls_logits(cls_tower))
             out["bbox_reg"].append(F.relu(self.scales[level](box_ctr[:, :4])))
             out["ctrness"].append(box_ctr[:, 4:])
-            if dense:
-                out["top_feats"].append(self.controller(bbox_tower))
-                out["reid_feats"].append(self.reid_pred_bn(self.reid_pred(self.reid_tower(feature))))
-            else:
-                out["bbox_towers"].append(bbox_tower)
+            _append_instance_outputs(self, out, feature, bbox_tower, dense)
         return out
+
+
+def _append_instance_outputs(head, out: dict, feature: torch.Tensor, bbox_tower: torch.Tensor,
+                             dense: bool) -> None:
+    """One level's controller and re-ID outputs (dense), or its bbox tower for `sparse_top_feats`."""
+    if dense:
+        out["top_feats"].append(head.controller(bbox_tower))
+        # official: one reid_pred_bn call per level (per-level batch statistics in training)
+        out["reid_feats"].append(head.reid_pred_bn(head.reid_pred(head.reid_tower(feature))))
+    else:
+        out["bbox_towers"].append(bbox_tower)
 
 
 def _fuse_tower_layer(convs, norms, shared_input: bool) -> tuple[nn.Conv2d, nn.GroupNorm]:

@@ -46,11 +46,14 @@ class Track:
     video_score: float | None = None
 
     @property
+    def mean_score(self) -> float:
+        """The mean member score (0 without members)."""
+        return float(sum(self.scores) / len(self.scores)) if self.scores else 0.0
+
+    @property
     def score(self) -> float:
         """Video-level score: `video_score` if set, else the mean member score (official rule)."""
-        if self.video_score is not None:
-            return float(self.video_score)
-        return float(sum(self.scores) / len(self.scores)) if self.scores else 0.0
+        return float(self.video_score) if self.video_score is not None else self.mean_score
 
     @property
     def last_mask(self) -> dict | None:

@@ -203,6 +203,5 @@ class DefaultTracker:
         if self.length_weight:
             frames = max(self._frames_seen, 1)
             for track in tracks:
-                mean = sum(track.scores) / len(track.scores) if track.scores else 0.0
-                track.video_score = mean * (len(track.scores) / frames) ** self.length_weight
+                track.video_score = track.mean_score * (len(track.scores) / frames) ** self.length_weight
         return tracks
