@@ -294,3 +294,17 @@ def test_options_are_frozen_and_checked():
     tracker.update(frame([(BOX_A, 0, 0.9, E[0])]), 0)
     with pytest.raises(ValueError, match="one video"):
         tracker.update(frame([(BOX_A, 0, 0.9, E[0])]), 0)
+
+
+def test_bad_instances_are_refused_with_a_clear_message():
+    tracker = MaskTrackTracker()
+    tracker.update(frame([(BOX_A, 0, 0.9, E[0])]), 0)
+    no_embeddings = frame([(BOX_A, 0, 0.9, E[0])])
+    no_embeddings.remove("embeddings")
+    with pytest.raises(ValueError, match="needs the 'embeddings' field"):
+        tracker.update(no_embeddings, 1)
+    wider = frame([(BOX_A, 0, 0.9, E[0])])
+    wider.remove("embeddings")
+    wider.embeddings = torch.zeros(1, 6)
+    with pytest.raises(ValueError, match="size 6, but the tracks in memory have embeddings of size 4"):
+        tracker.update(wider, 1)

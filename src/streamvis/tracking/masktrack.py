@@ -184,6 +184,9 @@ class MaskTrackAssociation:
             return AssociationStep(track_ids=empty, official_ids=empty, outputs=[], new_tracks=[])
         boxes, embeddings = boxes[:, :4].float(), embeddings.float()
         scores, labels = scores.float(), labels.long()
+        if len(self) and embeddings.shape[1] != self.embeddings.shape[1]:
+            raise ValueError(f"MaskTrackAssociation: embeddings of size {embeddings.shape[1]}, but the "
+                             f"tracks in memory have embeddings of size {self.embeddings.shape[1]}")
         if len(self) == 0:
             ids = torch.arange(n, dtype=torch.int64)
             self.boxes, self.embeddings, self.labels = boxes.clone(), embeddings.clone(), labels.clone()
@@ -285,6 +288,10 @@ class MaskTrackTracker:
         """
         if frame_index == 0 and self.tracks:
             raise ValueError("MaskTrackTracker tracks one video: build a new tracker for the next one")
+        if not instances.has("embeddings"):
+            raise ValueError("MaskTrackTracker needs the 'embeddings' field, (N, D) outputs of the MaskTrack "
+                             "tracking head for the detection boxes; the instances have fields "
+                             f"{sorted(instances.get_fields())}")
         dets = unpack_instances(instances)
         step = self.association.step(torch.from_numpy(dets.boxes), torch.from_numpy(dets.scores),
                                      torch.from_numpy(dets.classes), torch.from_numpy(dets.embeddings),
