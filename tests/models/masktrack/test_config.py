@@ -39,6 +39,7 @@ def test_official_yaml_equals_the_defaults_in_code():
     assert schedule == MaskTrackSchedule()
     data = from_dict(DataConfig, read_yaml(path)["data"], prefix="data")
     assert (data.short_sides, data.max_size, data.flip_prob) == ((360,), 640, 0.5)
+    assert data.reference_range >= 100000  # official: no temporal window
 
 
 def test_synthetic_yaml():
