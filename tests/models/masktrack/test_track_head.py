@@ -10,7 +10,13 @@ import torch
 from tests.conftest import require_shared
 
 from streamvis.models.masktrack.rule_weights import fill_with_rule, rule_array, rule_seed
-from streamvis.models.masktrack.targets import match_loss, reference_pids, reference_rois, track_targets
+from streamvis.models.masktrack.targets import (
+    match_loss,
+    reference_pids,
+    reference_rois,
+    track_loss,
+    track_targets,
+)
 from streamvis.models.masktrack.track_head import TrackHead
 
 GOLDEN_DIR = "reference/masktrack"
@@ -160,6 +166,14 @@ def test_golden_train_targets_and_loss(rule_head):
     losses = match_loss(scores, ids, weights)
     assert abs(losses["loss_match"].item() - float(g["loss__loss_match"][0])) <= 1e-6
     assert losses["match_acc"].item() == pytest.approx(float(g["loss__match_acc"][0]), abs=1e-4)
+    # the same through the batch-level entry point the model calls
+    positives = [torch.from_numpy(np.flatnonzero(g[f"id_weights_img{i}"])) for i in range(3)]
+    assigned = [torch.from_numpy(_legacy_iou(r[p.numpy(), 1:], g[f"img{i}_gt_boxes"]).argmax(axis=1))
+                for i, (r, p) in enumerate(zip(rois, positives))]
+    pids = [reference_pids(g[f"img{i}_gt_obj_ids"], g[f"img{i}_ref_obj_ids"]) for i in range(3)]
+    batch = track_loss(rule_head, torch.from_numpy(np.concatenate(feats)), counts,
+                       torch.from_numpy(ref_feats), [b.shape[0] for b in ref_boxes], assigned, pids)
+    assert abs(batch["loss_match"].item() - float(g["loss__loss_match"][0])) <= 1e-6
 
 
 def test_reference_pids_and_targets_by_hand():

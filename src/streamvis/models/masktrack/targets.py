@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def reference_pids(gt_obj_ids: Sequence[int] | Tensor, ref_obj_ids: Sequence[int] | Tensor) -> Tensor:
@@ -109,3 +109,31 @@ def match_loss(match_scores: Sequence[Tensor], ids: Sequence[Tensor], weights: S
         counted += n_valid
     accuracy = 100.0 * correct / counted if counted else 0.0
     return {"loss_match": total / len(match_scores), "match_acc": torch.tensor(accuracy)}
+
+
+def track_loss(track_head: nn.Module, roi_feats: Tensor, rois_per_image: Sequence[int], ref_roi_feats: Tensor,
+               refs_per_image: Sequence[int], pos_assigned_gt_inds: Sequence[Tensor],
+               gt_pids: Sequence[Tensor], *, skip_single_positive: bool = True) -> dict[str, Tensor]:
+    """``loss_match`` of a batch from the box head's sampled RoIs (official ``forward_train``).
+
+    Args:
+        track_head: a `TrackHead`.
+        roi_feats: (sum n_i, C, 7, 7) features of the sampled RoIs (the box head's ``bbox_feats``),
+            image after image, each image's positives first.
+        rois_per_image: n_i, the sampled RoIs per image.
+        ref_roi_feats: (sum r_i, C, 7, 7) features of the reference frames' GT boxes (`reference_rois`).
+        refs_per_image: r_i, the reference GT boxes per image.
+        pos_assigned_gt_inds: per image, (P_i,) GT index of each positive RoI.
+        gt_pids: per image, (G_i,) pids of the key frame's GT (`reference_pids`).
+        skip_single_positive: see `match_loss`.
+
+    Returns:
+        ``{"loss_match", "match_acc"}`` as `match_loss`.
+    """
+    scores = track_head(roi_feats, ref_roi_feats, rois_per_image, refs_per_image)
+    ids, weights = [], []
+    for count, positives, pids in zip(rois_per_image, pos_assigned_gt_inds, gt_pids):
+        image_ids, image_weights = track_targets(positives, int(count) - positives.shape[0], pids)
+        ids.append(image_ids)
+        weights.append(image_weights.to(roi_feats.dtype))
+    return match_loss(scores, ids, weights, skip_single_positive=skip_single_positive)
