@@ -4,7 +4,8 @@ A Mask R-CNN (the two-stage core in `streamvis.models.two_stage`) with a trackin
 
 - `track_head.TrackHead`: two fc layers on 7x7 RoI features, raw dot-product match logits with a
   constant "new object" column;
-- `targets`: reference-frame pids, per-RoI match targets and the `loss_match` loss;
+- `targets`: reference-frame pids, per-RoI match targets and the `loss_match` loss (`track_loss`);
+- `convert`: official checkpoints read and checked against a config;
 - `config.MaskTrackConfig`: the official configuration (41 classes, background first);
 - `rule_weights`: golden.md's deterministic test weights.
 
