@@ -308,3 +308,35 @@ def test_bad_instances_are_refused_with_a_clear_message():
     wider.embeddings = torch.zeros(1, 6)
     with pytest.raises(ValueError, match="size 6, but the tracks in memory have embeddings of size 4"):
         tracker.update(wider, 1)
+
+
+def _official_loop(comp: torch.Tensor) -> list[int]:
+    """facts.md s.3 step 5, literally: det_obj_ids of one frame (new ids from the memory length)."""
+    num_tracks = comp.shape[1] - 1
+    ids, best, memory = [], [-100.0] * num_tracks, num_tracks
+    for det, column in enumerate(comp.argmax(dim=1).tolist()):
+        if column == 0:
+            ids.append(memory)
+            memory += 1
+        elif float(comp[det, column]) > best[column - 1]:
+            ids.append(column - 1)
+            best[column - 1] = float(comp[det, column])
+        else:
+            ids.append(-1)
+    return ids
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_resolution_equals_the_literal_official_loop(seed):
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(1, 9)), int(rng.integers(1, 6))
+    comp = torch.from_numpy(rng.integers(-3, 4, size=(n, 1 + m)).astype(np.float32))  # many ties
+    assoc = MaskTrackAssociation()
+    step = assoc._resolve(comp)
+    assert step.official_ids.tolist() == _official_loop(comp)
+    kept = [(t, d) for t, d in step.outputs]
+    assert len({t for t, _ in kept}) == len(kept)  # one output per track
+    assert sorted(d for _, d in kept) == [d for d, t in enumerate(step.track_ids.tolist()) if t >= 0]
+    fixed = MaskTrackAssociation(MaskTrackOptions(losers_start_tracks=True))._resolve(comp)
+    assert (fixed.track_ids >= 0).all()  # nobody is dropped
+    assert fixed.new_tracks == list(range(m, m + len(fixed.new_tracks)))  # consecutive, in order
