@@ -208,3 +208,24 @@ def test_adapter_exposes_options_to_the_registry_signature():
     params = inspect.signature(QuasiDenseVideoTracker).parameters
     assert params["memo_momentum"].default == 0.8 and params["with_cats"].default is True
     assert tracker_options("crossvis") is not None  # the registry itself is untouched here
+
+
+def test_official_end_to_end_detections_give_the_official_ids():
+    """golden_e2e.npz: the official model's detections and embeddings of 4 frames, fed to our tracker,
+    give the official ids, sort/dedup and refine references (tracklet's stored RoI vs. its own)."""
+    e2e = np.load(require_shared("reference/pcan/golden_e2e.npz"))
+    tracker = QuasiDenseTracker()
+    for t in range(int(e2e["num_frames"])):
+        boxes = torch.from_numpy(e2e[f"f{t}_det_bboxes"])
+        n = boxes.shape[0]
+        own = torch.arange(n, dtype=torch.float32) + 1000.0 * t  # tag: frame and detection
+        result = tracker.match(boxes, torch.from_numpy(e2e[f"f{t}_det_labels"]),
+                               torch.from_numpy(e2e[f"f{t}_embeds"]), t, {"mask_feats": own})
+        tracker.update_memo(result, t)
+        np.testing.assert_array_equal(result.sort_indices.numpy(), e2e[f"f{t}_trk_inds"])
+        np.testing.assert_array_equal(result.valids.numpy().astype(np.uint8), e2e[f"f{t}_trk_valids"])
+        np.testing.assert_array_equal(result.ids.numpy(), e2e[f"f{t}_trk_ids"], err_msg=f"frame {t}")
+        np.testing.assert_array_equal(result.boxes.numpy(), e2e[f"f{t}_trk_bboxes"])
+        is_self = (result.references["mask_feats"] == result.payload["mask_feats"]).numpy().astype(np.uint8)
+        np.testing.assert_array_equal(is_self, e2e[f"f{t}_refine_ref_is_self"])
+        np.testing.assert_array_equal(result.ids[result.ids > -1].numpy(), e2e[f"f{t}_out_track_ids"])
