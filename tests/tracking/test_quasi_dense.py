@@ -228,4 +228,5 @@ def test_official_end_to_end_detections_give_the_official_ids():
         np.testing.assert_array_equal(result.boxes.numpy(), e2e[f"f{t}_trk_bboxes"])
         is_self = (result.references["mask_feats"] == result.payload["mask_feats"]).numpy().astype(np.uint8)
         np.testing.assert_array_equal(is_self, e2e[f"f{t}_refine_ref_is_self"])
+        np.testing.assert_array_equal((~result.matched).numpy().astype(np.uint8), is_self)
         np.testing.assert_array_equal(result.ids[result.ids > -1].numpy(), e2e[f"f{t}_out_track_ids"])

@@ -161,6 +161,8 @@ class MatchResult(NamedTuple):
         valids: (N,) bool, kept after duplicate removal, over the sorted list.
         memo_ids: (K,) id of each memory column (-1 = backdrop); empty when nothing was compared.
         scores: (M, K) association scores after the class mask, before any column zeroing.
+        matched: (M,) bool, True where the detection continues an existing tracklet (its
+            `references` are that tracklet's stored tensors, not its own).
     """
 
     boxes: Tensor
@@ -173,6 +175,7 @@ class MatchResult(NamedTuple):
     valids: Tensor
     memo_ids: Tensor
     scores: Tensor
+    matched: Tensor
 
     @property
     def kept_input_indices(self) -> Tensor:
@@ -276,12 +279,13 @@ class QuasiDenseTracker:
             memo_labels, memo_embeds, memo_ids, memo_payload = self.memory()
             scores = self._scores(embeds, labels, memo_embeds, memo_labels)
             self._assign(boxes, scores.clone(), memo_ids, memo_payload, ids, references)
+        matched = ids > -1
         new = (ids == -1) & (boxes[:, 4] > self.options.init_score_threshold)
         count = int(new.sum())
         ids[new] = torch.arange(self.num_tracklets, self.num_tracklets + count, dtype=torch.long)
         self.num_tracklets += count
         return MatchResult(boxes, labels, embeds, ids, payload, references, sort_indices, valids, memo_ids,
-                           scores)
+                           scores, matched)
 
     def _assign(self, boxes: Tensor, scores: Tensor, memo_ids: Tensor, memo_payload: dict[str, list[Tensor]],
                 ids: Tensor, references: dict[str, Tensor]) -> None:

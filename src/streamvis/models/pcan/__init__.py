@@ -9,6 +9,8 @@ state-dict names:
 - ``losses.py``: the QDTrack association losses (``loss_track``, ``loss_track_aux``), the refine
   head's training pairing and ``loss_refine``.
 - `EMMatchHeadPlus` (``refine_head.py``): the instance-level refine head.
+- ``association.py``: the per-frame test flow after detection (tracker match -> refine head with
+  the tracklets' references -> memory update).
 - ``official.py``: official checkpoint keys of these parts; ``rule_weights.py``: the deterministic
   weights of the goldens.
 
