@@ -99,3 +99,49 @@ def test_frame_without_video_start_and_size_change_raise():
 
 def test_official_state_dict_names():
     assert sorted(FrameAttention().state_dict()) == [f"mu{i}" for i in range(5)]
+
+
+# official (PCAN config img_norm_cfg): RGB mean / std
+PIXEL_MEAN = np.array([123.675, 116.28, 103.53])
+PIXEL_STD = np.array([58.395, 57.12, 57.375])
+
+
+@pytest.mark.slow
+def test_end_to_end_fused_levels_with_the_two_stage_backbone():
+    """golden_e2e.npz: ResNet-50 + FPN (two-stage core) then our attention over 4 frames gives the
+    official fused P2/P3 (chmean / spmean 1e-5, sums 1e-6 relative) and frame prototypes (1e-3).
+    Skips until the two-stage core's mmdet-layout ResNet / FPN are merged (streamvis.models.backbone)."""
+    try:
+        from streamvis.models.backbone import MMDetResNet
+        from streamvis.models.fpn import MMDetFPN
+    except ImportError:
+        pytest.skip("needs MMDetResNet / MMDetFPN of the two-stage core")
+    from streamvis.models.pcan.official import load_official_part
+    from streamvis.models.pcan.rule_weights import official_rule_state_dict, read_key_table
+
+    golden = np.load(require_shared("reference/pcan/golden_e2e.npz"))
+    keys = require_shared("reference/pcan/pcan_state_dict_keys.tsv")
+    state = official_rule_state_dict(read_key_table(keys))
+    backbone, neck = MMDetResNet(depth=50).eval(), MMDetFPN(in_channels=[256, 512, 1024, 2048]).eval()
+    for module, prefix in ((backbone, "backbone."), (neck, "neck.")):
+        module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    attention = load_official_part(FrameAttention(), state, "")
+    pad_h, pad_w = (int(v) for v in golden["pad_shape"][:2])
+    for t in range(int(golden["num_frames"])):
+        image = golden["resized_rgb"][t].astype(np.float32)
+        image = ((image - PIXEL_MEAN) * (1.0 / PIXEL_STD)).astype(np.float32)  # mmcv imnormalize
+        padded = np.zeros((pad_h, pad_w, 3), dtype=np.float32)
+        padded[: image.shape[0], : image.shape[1]] = image
+        with torch.no_grad():
+            pyramid = list(neck(backbone(torch.from_numpy(padded).permute(2, 0, 1)[None].contiguous())))
+            steps = attention.step(pyramid, t)
+        for level, step in enumerate(steps):
+            fused = step.fused[0]
+            p = f"f{t}_fused_p{level + 2}_"
+            chmean, spmean = fused.mean(dim=(1, 2)).numpy(), fused.mean(dim=0).numpy()
+            np.testing.assert_allclose(chmean, golden[p + "chmean"], rtol=0, atol=1e-5)
+            np.testing.assert_allclose(spmean, golden[p + "spmean"], rtol=0, atol=1e-5)
+            total, abs_total, _ = golden[p + "stats"]
+            assert abs(fused.double().sum().item() - total) <= 1e-6 * abs_total
+            prototypes = golden[f"f{t}_frame_mu_l{level}"]
+            np.testing.assert_allclose(step.prototypes.numpy(), prototypes, rtol=0, atol=1e-3)
