@@ -60,7 +60,9 @@ MAX_INSTANCES = 65535  # (B << 8) + A
 # ----------------------------------------------------------------------------------- bitmasks
 def _video_folders(root: Path) -> list[Path]:
     if not root.is_dir():
-        raise StreamvisError(f"{root}: not a folder or a .json file (BDD100K MOTS bitmasks are per-video folders)")
+        raise StreamvisError(
+            f"{root}: not a folder or a .json file (BDD100K MOTS bitmasks are per-video folders)"
+        )
     if any(p.suffix.lower() == ".png" for p in root.iterdir()):
         return [root]
     folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
@@ -82,7 +84,8 @@ def _split_bitmask(png: Path, rgba: np.ndarray) -> list[tuple[int, int, int, np.
             values = np.unique(rgba[..., channel][mask])
             if values.size != 1:
                 raise DataFormatError(
-                    f"instance {int(instance_id)} has several values {values.tolist()} in its {name} channel; "
+                    f"instance {int(instance_id)} has several values {values.tolist()} in its {name} "
+                    "channel; "
                     "a BDD100K bitmask gives one category and one attribute value per instance",
                     path=png,
                 )
@@ -96,7 +99,9 @@ def _split_bitmask(png: Path, rgba: np.ndarray) -> list[tuple[int, int, int, np.
 
 
 def _read_bitmask_video(folder: Path, categories: tuple[str, ...], image_ext: str) -> Video:
-    pngs = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=lambda p: natural_key(p.name))
+    pngs = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=lambda p: natural_key(p.name)
+    )
     tracks: dict[int, Track] = {}
     size = None
     for frame, png in enumerate(pngs):
@@ -154,16 +159,24 @@ def _write_bitmasks(videos: list[Video], out_path, categories, *, overlap: str, 
                 where = f"video {video.name!r}, frame {frame} ({file_name})"
                 order = list(range(1, len(video.tracks) + 1))  # which track owns each pixel (0 = none)
                 owner = paint_id_map(
-                    video.tracks, order, frame, video.height, video.width,
-                    overlap=overlap, where=where, dtype=np.int32,
+                    video.tracks,
+                    order,
+                    frame,
+                    video.height,
+                    video.width,
+                    overlap=overlap,
+                    where=where,
+                    dtype=np.int32,
                 )
                 rgba = np.zeros((video.height, video.width, 4), np.uint8)
                 for k, track in enumerate(video.tracks, start=1):
                     mask = owner == k
                     if mask.any():
                         rgba[mask] = (
-                            category_ids[k - 1], _attribute_bits(track, frame),
-                            track.track_id >> 8, track.track_id & 255,
+                            category_ids[k - 1],
+                            _attribute_bits(track, frame),
+                            track.track_id >> 8,
+                            track.track_id & 255,
                         )
                 Image.fromarray(rgba, mode="RGBA").save(folder / f"{Path(file_name).stem}.png")
 
@@ -171,7 +184,8 @@ def _write_bitmasks(videos: list[Video], out_path, categories, *, overlap: str, 
 def _category_id(name: str, categories: tuple[str, ...], video: Video) -> int:
     if name not in categories:
         raise StreamvisError(
-            f"video {video.name!r}: category {name!r} is not a BDD100K MOTS category ({', '.join(categories)}); "
+            f"video {video.name!r}: category {name!r} is not a BDD100K MOTS category "
+            f"({', '.join(categories)}); "
             "map it with --category-map (e.g. person=pedestrian) or pass categories=[...]"
         )
     return categories.index(name) + 1
@@ -191,25 +205,38 @@ def _label_mask(label: dict, height: int, width: int, *, path, where: str) -> di
     if label.get("rle") is not None:
         rle = label["rle"]
         if not isinstance(rle, dict):
-            raise DataFormatError("'rle' must be an object {counts, size}", path=path, where=where, field="rle")
+            raise DataFormatError(
+                "'rle' must be an object {counts, size}", path=path, where=where, field="rle"
+            )
         check_rle_dict(rle, height, width, path=path, where=where, field="rle")
         counts = rle["counts"]
         if isinstance(counts, list):
-            counts = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)["counts"]
-        return {"size": [height, width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+            counts = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)[
+                "counts"
+            ]
+        return {
+            "size": [height, width],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+        }
     polys = label.get("poly2d")
     if not isinstance(polys, list) or not polys:
-        raise DataFormatError("a label needs an 'rle' or a 'poly2d' mask", path=path, where=where, field="rle")
+        raise DataFormatError(
+            "a label needs an 'rle' or a 'poly2d' mask", path=path, where=where, field="rle"
+        )
     flat = []
     for k, poly in enumerate(polys):
         field = f"poly2d[{k}]"
         vertices = poly.get("vertices") if isinstance(poly, dict) else None
         if not isinstance(vertices, list) or len(vertices) < 3:
-            raise DataFormatError("needs 'vertices' with at least 3 points", path=path, where=where, field=field)
+            raise DataFormatError(
+                "needs 'vertices' with at least 3 points", path=path, where=where, field=field
+            )
         if set(str(poly.get("types", "L" * len(vertices)))) - {"L"}:
             raise DataFormatError(
                 "Bezier vertices ('C' in 'types') are not supported; convert the BDD100K bitmasks instead",
-                path=path, where=where, field=f"{field}.types",
+                path=path,
+                where=where,
+                field=f"{field}.types",
             )
         flat.append([float(c) for xy in vertices for c in xy])
     merged = mask_util.merge(mask_util.frPyObjects(flat, height, width))
@@ -233,7 +260,9 @@ def _read_scalabel(path: Path, *, image_size, scored: bool) -> tuple[list[Video]
     by_video: dict[str, list[tuple[int, dict]]] = {}
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict) or not isinstance(frame.get("name"), str):
-            raise DataFormatError("a frame must be an object with a 'name'", path=path, where=f"frames[{i}]", field="name")
+            raise DataFormatError(
+                "a frame must be an object with a 'name'", path=path, where=f"frames[{i}]", field="name"
+            )
         by_video.setdefault(str(frame.get("videoName") or ""), []).append((i, frame))
     categories: list[str] = []
     videos = []
@@ -254,7 +283,8 @@ def _scalabel_video(path, video_name, items, config, image_size, categories, sco
             raise DataFormatError(
                 f"the frame is {frame_size[0]}x{frame_size[1]} but the video's first frame is "
                 f"{size[0]}x{size[1]}: a frame size cannot change within a video",
-                path=path, where=where,
+                path=path,
+                where=where,
             )
         size = frame_size
         file_names.append(f"{video_name}/{frame['name']}" if video_name else frame["name"])
@@ -262,7 +292,9 @@ def _scalabel_video(path, video_name, items, config, image_size, categories, sco
         for j, label in enumerate(frame.get("labels") or []):
             label_where = f"{where}, labels[{j}]"
             if not isinstance(label, dict) or "id" not in label or not isinstance(label.get("category"), str):
-                raise DataFormatError("a label needs an 'id' and a 'category'", path=path, where=label_where, field="id")
+                raise DataFormatError(
+                    "a label needs an 'id' and a 'category'", path=path, where=label_where, field="id"
+                )
             key = str(label["id"])
             if key in seen:
                 raise DataFormatError(
@@ -276,15 +308,19 @@ def _scalabel_video(path, video_name, items, config, image_size, categories, sco
             elif track.category != label["category"]:
                 raise DataFormatError(
                     f"object {key!r} is {track.category!r} in earlier frames but {label['category']!r} here",
-                    path=path, where=label_where, field="category",
+                    path=path,
+                    where=label_where,
+                    field="category",
                 )
             if label["category"] not in categories:
                 categories.append(label["category"])
             track.segmentations[frame_index] = _label_mask(label, *size, path=path, where=label_where)
             attributes = label.get("attributes") or {}
             bits = (
-                TRUNCATED * bool(attributes.get("truncated")) + OCCLUDED * bool(attributes.get("occluded"))
-                + CROWD * bool(attributes.get("crowd")) + IGNORE * bool(attributes.get("ignored", attributes.get("ignore")))
+                TRUNCATED * bool(attributes.get("truncated"))
+                + OCCLUDED * bool(attributes.get("occluded"))
+                + CROWD * bool(attributes.get("crowd"))
+                + IGNORE * bool(attributes.get("ignored", attributes.get("ignore")))
             )
             track.extra.setdefault("bdd_attributes", {})[frame_index] = bits
             if scored and label.get("score") is not None:
@@ -293,7 +329,9 @@ def _scalabel_video(path, video_name, items, config, image_size, categories, sco
         bits = track.extra.pop("bdd_attributes")
         track.extra["bdd_attributes"] = [bits.get(f) for f in range(len(items))]
         track.iscrowd = int(any(b & (CROWD | IGNORE) for b in bits.values()))
-    return Video(name=video_name, height=size[0], width=size[1], file_names=file_names, tracks=list(tracks.values()))
+    return Video(
+        name=video_name, height=size[0], width=size[1], file_names=file_names, tracks=list(tracks.values())
+    )
 
 
 def _numeric_id(key: str, tracks: dict[str, Track]) -> int:
@@ -317,8 +355,10 @@ def _write_scalabel(videos: list[Video], out_path) -> None:
                     "id": str(track.extra.get("bdd_label_id", track.track_id)),
                     "category": track.category,
                     "attributes": {
-                        "truncated": bool(bits & TRUNCATED), "occluded": bool(bits & OCCLUDED),
-                        "crowd": bool(bits & CROWD), "ignored": bool(bits & IGNORE),
+                        "truncated": bool(bits & TRUNCATED),
+                        "occluded": bool(bits & OCCLUDED),
+                        "crowd": bool(bits & CROWD),
+                        "ignored": bool(bits & IGNORE),
                     },
                     "rle": dict(track.segmentations[frame_index]),
                 }
@@ -344,7 +384,11 @@ def _is_json(path) -> bool:
 
 
 def read_gt(
-    path, *, categories: tuple[str, ...] = SEG_TRACK_CATEGORIES, image_ext: str = ".jpg", image_size=DEFAULT_SIZE
+    path,
+    *,
+    categories: tuple[str, ...] = SEG_TRACK_CATEGORIES,
+    image_ext: str = ".jpg",
+    image_size=DEFAULT_SIZE,
 ) -> dict:
     """Read BDD100K MOTS bitmask folders (or a Scalabel ``.json``) into a YouTube-VIS dict.
 
@@ -364,12 +408,18 @@ def read_gt(
     if _is_json(path):
         videos, names = _read_scalabel(Path(path), image_size=image_size, scored=False)
         return build_dataset(videos, names, info={"source": "bdd-mots"})
-    videos = [_read_bitmask_video(folder, tuple(categories), image_ext) for folder in _video_folders(Path(path))]
+    videos = [
+        _read_bitmask_video(folder, tuple(categories), image_ext) for folder in _video_folders(Path(path))
+    ]
     return build_dataset(videos, list(categories), info={"source": "bdd-mots"})
 
 
 def read_results(
-    path, *, dataset: dict, categories: tuple[str, ...] = SEG_TRACK_CATEGORIES, image_ext: str = ".jpg",
+    path,
+    *,
+    dataset: dict,
+    categories: tuple[str, ...] = SEG_TRACK_CATEGORIES,
+    image_ext: str = ".jpg",
     image_size=DEFAULT_SIZE,
 ) -> list[dict]:
     """Read BDD100K MOTS predictions (bitmasks: score 1; Scalabel json: the labels' ``score``)."""
@@ -380,7 +430,9 @@ def read_results(
     return build_results(videos, dataset)
 
 
-def write_gt(dataset: dict, out_path, *, categories: tuple[str, ...] = SEG_TRACK_CATEGORIES, overwrite: bool = False) -> None:
+def write_gt(
+    dataset: dict, out_path, *, categories: tuple[str, ...] = SEG_TRACK_CATEGORIES, overwrite: bool = False
+) -> None:
     """Write `dataset` as bitmask folders ``out_path/<video>/<frame>.png``, or as Scalabel json if
     `out_path` ends in ``.json`` (both atomic).
 
@@ -396,7 +448,11 @@ def write_gt(dataset: dict, out_path, *, categories: tuple[str, ...] = SEG_TRACK
 
 
 def write_results(
-    results: list[dict], dataset: dict, out_path, *, categories: tuple[str, ...] = SEG_TRACK_CATEGORIES,
+    results: list[dict],
+    dataset: dict,
+    out_path,
+    *,
+    categories: tuple[str, ...] = SEG_TRACK_CATEGORIES,
     overwrite: bool = False,
 ) -> None:
     """Write results as bitmasks (higher score wins shared pixels) or Scalabel json (with scores)."""

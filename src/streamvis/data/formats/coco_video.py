@@ -84,7 +84,9 @@ def _read_images(data: dict, path, frame_key: str | None) -> dict[int, list[tupl
                 raise DataFormatError(
                     f"the image is {image['height']}x{image['width']} but video {video_id}'s first frame is "
                     f"{first['height']}x{first['width']}: a frame size cannot change within a video",
-                    path=path, where=where, field="height",
+                    path=path,
+                    where=where,
+                    field="height",
                 )
         out[video_id] = [(frame, image) for frame, _, image in frames]
     return out
@@ -95,7 +97,8 @@ def read_gt(path, *, frame_key: str | None = None, track_key: str | None = None)
 
     Args:
         path: the json file.
-        frame_key: the images' frame-number key (default: the first of ``frame_id``, ``frame_index``, ``frame``).
+        frame_key: the images' frame-number key (default: the first of ``frame_id``,
+            ``frame_index``, ``frame``).
         track_key: the annotations' object-id key (default: ``instance_id``, else ``track_id``).
 
     Returns:
@@ -109,10 +112,18 @@ def read_gt(path, *, frame_key: str | None = None, track_key: str | None = None)
     if not isinstance(data, dict):
         raise DataFormatError("the top level must be a json object", path=path)
     frames_of = _read_images(data, path, frame_key)
-    position = {image["id"]: (video_id, f) for video_id, frames in frames_of.items() for f, (_, image) in enumerate(frames)}
+    position = {
+        image["id"]: (video_id, f)
+        for video_id, frames in frames_of.items()
+        for f, (_, image) in enumerate(frames)
+    }
     categories = {}
     for i, category in enumerate(_list(data, "categories", path)):
-        if not isinstance(category, dict) or type(category.get("id")) is not int or not isinstance(category.get("name"), str):
+        if (
+            not isinstance(category, dict)
+            or type(category.get("id")) is not int
+            or not isinstance(category.get("name"), str)
+        ):
             raise DataFormatError("needs an integer 'id' and a 'name'", path=path, where=f"categories[{i}]")
         categories[category["id"]] = category["name"]
     names = {v.get("id"): v.get("name") for v in data.get("videos") or [] if isinstance(v, dict)}
@@ -144,24 +155,32 @@ def _add_annotation(ann, where, path, position, categories, videos, tracks, trac
     if image_id not in position:
         raise DataFormatError(f"unknown image_id {image_id!r}", path=path, where=where, field="image_id")
     if ann.get("category_id") not in categories:
-        raise DataFormatError(f"unknown category_id {ann.get('category_id')!r}", path=path, where=where, field="category_id")
+        raise DataFormatError(
+            f"unknown category_id {ann.get('category_id')!r}", path=path, where=where, field="category_id"
+        )
     object_id = _int_field(ann, _pick_key(ann, TRACK_KEYS, track_key), TRACK_KEYS, path=path, where=where)
     video_id, frame = position[image_id]
     video = videos[video_id]
     if "segmentation" not in ann:
         raise DataFormatError("missing 'segmentation'", path=path, where=where, field="segmentation")
-    rle = segmentation_to_rle(ann["segmentation"], video.height, video.width, path=path, where=where, field="segmentation")
+    rle = segmentation_to_rle(
+        ann["segmentation"], video.height, video.width, path=path, where=where, field="segmentation"
+    )
     name = categories[ann["category_id"]]
     track = tracks.setdefault((video_id, object_id), Track(track_id=object_id, category=name))
     if frame in track.segmentations:
         raise DataFormatError(
             f"object id {object_id} appears twice in image {image_id} (video {video_id}, frame {frame})",
-            path=path, where=where, field=_pick_key(ann, TRACK_KEYS, track_key),
+            path=path,
+            where=where,
+            field=_pick_key(ann, TRACK_KEYS, track_key),
         )
     if track.category != name:
         raise DataFormatError(
             f"object {object_id} of video {video_id} is {track.category!r} in other frames but {name!r} here",
-            path=path, where=where, field="category_id",
+            path=path,
+            where=where,
+            field="category_id",
         )
     track.segmentations[frame] = rle_to_json(rle)
     track.iscrowd = max(track.iscrowd, int(ann.get("iscrowd", 0) or 0))
@@ -178,29 +197,46 @@ def _keep_category_ids(dataset: dict, categories: dict[int, str]) -> dict:
 
 
 def write_gt(dataset: dict, out_path, **options) -> None:
-    """Write `dataset` as a CocoVID json (compressed RLE, ``frame_id`` from 0, ``instance_id``), atomically."""
+    """Write `dataset` as a CocoVID json (compressed RLE, ``frame_id`` from 0, ``instance_id``).
+
+    The file is written atomically: ``out_path`` if it ends in ``.json``, else ``out_path/annotations.json``.
+    """
     if options:
         raise DataFormatError(f"coco-video writing takes no options, got {sorted(options)}")
     names = {c["name"]: c["id"] for c in dataset["categories"]}
-    out = {"videos": [], "images": [], "annotations": [], "categories": [dict(c) for c in dataset["categories"]]}
+    out = {
+        "videos": [],
+        "images": [],
+        "annotations": [],
+        "categories": [dict(c) for c in dataset["categories"]],
+    }
     for video in dataset_videos(dataset):
         out["videos"].append({"id": video.video_id, "name": video.name})
         first_image = len(out["images"]) + 1
         for frame, file_name in enumerate(video.file_names):
             out["images"].append(
                 {
-                    "id": first_image + frame, "video_id": video.video_id, "frame_id": frame,
-                    "file_name": file_name, "height": video.height, "width": video.width,
+                    "id": first_image + frame,
+                    "video_id": video.video_id,
+                    "frame_id": frame,
+                    "file_name": file_name,
+                    "height": video.height,
+                    "width": video.width,
                 }
             )
         for track in video.tracks:
             for frame, rle in sorted(track.segmentations.items()):
                 out["annotations"].append(
                     {
-                        "id": len(out["annotations"]) + 1, "image_id": first_image + frame,
-                        "video_id": video.video_id, "category_id": names[track.category],
-                        "instance_id": track.track_id, "segmentation": rle, "area": rle_area(rle),
-                        "bbox": rle_to_bbox(rle), "iscrowd": track.iscrowd,
+                        "id": len(out["annotations"]) + 1,
+                        "image_id": first_image + frame,
+                        "video_id": video.video_id,
+                        "category_id": names[track.category],
+                        "instance_id": track.track_id,
+                        "segmentation": rle,
+                        "area": rle_area(rle),
+                        "bbox": rle_to_bbox(rle),
+                        "iscrowd": track.iscrowd,
                     }
                 )
     target = out_path if str(out_path).endswith(".json") else f"{out_path}/{OUTPUT_FILE}"

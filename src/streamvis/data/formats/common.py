@@ -96,7 +96,9 @@ def natural_key(name: str) -> list:
 
 
 # --------------------------------------------------------------------------- building the dict
-def build_dataset(videos: list[Video], categories: list[str] | None = None, *, info: dict | None = None) -> dict:
+def build_dataset(
+    videos: list[Video], categories: list[str] | None = None, *, info: dict | None = None
+) -> dict:
     """Number videos, categories and annotations into a YouTube-VIS dict.
 
     Args:
@@ -221,7 +223,9 @@ def _track_from_entry(entry: dict, track_id: int, video: dict, category: str, wh
     for f, seg in enumerate(entry["segmentations"]):
         if seg is None:
             continue
-        rle = segmentation_to_rle(seg, video["height"], video["width"], where=where, field=f"segmentations[{f}]")
+        rle = segmentation_to_rle(
+            seg, video["height"], video["width"], where=where, field=f"segmentations[{f}]"
+        )
         segmentations[f] = rle_to_json(rle)
     extra = {k: v for k, v in entry.items() if k.startswith(("bdd_", "cvat_"))}
     return Track(
@@ -292,7 +296,9 @@ def read_png(path: Path, *, modes: tuple[str, ...], what: str) -> np.ndarray:
         raise DataFormatError(f"cannot read the image: {err}", path=path) from err
 
 
-def check_frame_size(path: Path, shape: tuple[int, int], expected: tuple[int, int] | None, first: Path) -> None:
+def check_frame_size(
+    path: Path, shape: tuple[int, int], expected: tuple[int, int] | None, first: Path
+) -> None:
     """Fail when a frame's (H, W) differs from the video's first frame (sizes must not change mid-video)."""
     if expected is not None and tuple(shape) != tuple(expected):
         raise DataFormatError(
@@ -384,13 +390,17 @@ def parse_category_map(text: str | None) -> dict[str, str | None]:
         if not isinstance(mapping, dict) or not all(
             isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mapping.items()
         ):
-            raise DataFormatError('a category map must be a json object {"source name": "target name" | null}', path=path)
+            raise DataFormatError(
+                'a category map must be a json object {"source name": "target name" | null}', path=path
+            )
         return mapping
     mapping = {}
     for item in text.split(","):
         source, sep, target = item.partition("=")
         if not sep or not source.strip():
-            raise StreamvisError(f"--category-map: {item!r} is not SOURCE=TARGET (use SOURCE= to drop a class)")
+            raise StreamvisError(
+                f"--category-map: {item!r} is not SOURCE=TARGET (use SOURCE= to drop a class)"
+            )
         mapping[source.strip()] = target.strip() or None
     return mapping
 

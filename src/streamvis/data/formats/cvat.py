@@ -69,13 +69,17 @@ def _int_text(element, tag: str, *, path, where: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise DataFormatError(f"<{tag}> must be an integer, got {value!r}", path=path, where=where, field=tag) from None
+        raise DataFormatError(
+            f"<{tag}> must be an integer, got {value!r}", path=path, where=where, field=tag
+        ) from None
 
 
 def _tasks(root, path) -> tuple[list[dict], list[str]]:
     meta = root.find("meta")
     if meta is None:
-        raise DataFormatError("missing <meta> (is this a 'CVAT for video 1.1' export?)", path=path, where="<annotations>")
+        raise DataFormatError(
+            "missing <meta> (is this a 'CVAT for video 1.1' export?)", path=path, where="<annotations>"
+        )
     elements = meta.findall("task") or meta.findall("project/tasks/task") or meta.findall("job")
     if not elements:
         raise DataFormatError("<meta> holds no <task> (or project tasks)", path=path, where="<meta>")
@@ -87,7 +91,10 @@ def _tasks(root, path) -> tuple[list[dict], list[str]]:
         original = task.find("original_size")
         if original is None:
             raise DataFormatError(
-                "missing <original_size> (the frame size of a video task)", path=path, where=where, field="original_size"
+                "missing <original_size> (the frame size of a video task)",
+                path=path,
+                where=where,
+                field="original_size",
             )
         tasks.append(
             {
@@ -107,12 +114,20 @@ def _flag(element, name: str) -> bool:
 
 def _polygon_points(element, *, path, where: str) -> np.ndarray:
     try:
-        points = [[float(v) for v in pair.split(",")] for pair in element.get("points", "").split(";") if pair.strip()]
+        points = [
+            [float(v) for v in pair.split(",")]
+            for pair in element.get("points", "").split(";")
+            if pair.strip()
+        ]
         array = np.asarray(points, dtype=np.float64)
     except ValueError:
-        raise DataFormatError("'points' must be 'x0,y0;x1,y1;...'", path=path, where=where, field="points") from None
+        raise DataFormatError(
+            "'points' must be 'x0,y0;x1,y1;...'", path=path, where=where, field="points"
+        ) from None
     if array.ndim != 2 or array.shape[1] != 2 or len(array) < 3 or not np.isfinite(array).all():
-        raise DataFormatError("a polygon needs at least 3 finite 'x,y' points", path=path, where=where, field="points")
+        raise DataFormatError(
+            "a polygon needs at least 3 finite 'x,y' points", path=path, where=where, field="points"
+        )
     return array  # (P, 2)
 
 
@@ -123,16 +138,25 @@ def _mask_from_rle(element, height: int, width: int, *, path, where: str) -> np.
         box_w, box_h = int(element.get("width")), int(element.get("height"))
     except (TypeError, ValueError):
         raise DataFormatError(
-            "a mask needs integer 'rle' runs and 'left', 'top', 'width', 'height'", path=path, where=where, field="rle"
+            "a mask needs integer 'rle' runs and 'left', 'top', 'width', 'height'",
+            path=path,
+            where=where,
+            field="rle",
         ) from None
     if box_w <= 0 or box_h <= 0 or left < 0 or top < 0 or left + box_w > width or top + box_h > height:
         raise DataFormatError(
-            f"the mask box (left {left}, top {top}, {box_w}x{box_h}) is not inside the {width}x{height} frame",
-            path=path, where=where, field="left",
+            f"the mask box (left {left}, top {top}, {box_w}x{box_h}) is not inside the "
+            f"{width}x{height} frame",
+            path=path,
+            where=where,
+            field="left",
         )
     if any(c < 0 for c in counts) or sum(counts) != box_w * box_h:
         raise DataFormatError(
-            f"the rle runs sum to {sum(counts)}, not width*height = {box_w * box_h}", path=path, where=where, field="rle"
+            f"the rle runs sum to {sum(counts)}, not width*height = {box_w * box_h}",
+            path=path,
+            where=where,
+            field="rle",
         )
     values = np.zeros(len(counts), np.uint8)
     values[1::2] = 1  # runs alternate background, foreground
@@ -164,12 +188,17 @@ def _track_states(track, task: dict, *, path, where: str) -> list[tuple[int, obj
             ) from None
         if not 0 <= frame < task["size"]:
             raise DataFormatError(
-                f"frame {frame} is outside the task's {task['size']} frames", path=path, where=where, field="frame"
+                f"frame {frame} is outside the task's {task['size']} frames",
+                path=path,
+                where=where,
+                field="frame",
             )
         if frame in frames:
             raise DataFormatError(
                 f"two shapes at frame {frame}: one object cannot be in two places in one frame",
-                path=path, where=where, field="frame",
+                path=path,
+                where=where,
+                field="frame",
             )
         frames.add(frame)
         states.append((frame, element))
@@ -193,9 +222,7 @@ def _read_track(track, task: dict, label: str, *, path, where: str) -> dict[int,
             continue
         points = _polygon_points(element, path=path, where=shape_where)
         following = states[k + 1][1] if k + 1 < len(states) else None
-        interpolate = (
-            following is not None and following.tag == "polygon" and not _flag(following, "outside")
-        )
+        interpolate = following is not None and following.tag == "polygon" and not _flag(following, "outside")
         target = _polygon_points(following, path=path, where=shape_where) if interpolate else None
         if target is not None and target.shape != points.shape:
             target = None
@@ -245,7 +272,9 @@ def _read_file(path: Path, frame_name: str) -> tuple[list[Video], list[str]]:
     task_by_id = {t["id"]: t for t in tasks}
     videos = {
         t["id"]: Video(
-            name=t["name"], height=t["height"], width=t["width"],
+            name=t["name"],
+            height=t["height"],
+            width=t["width"],
             file_names=[frame_name.format(task=t["name"], frame=f) for f in range(t["size"])],
         )
         for t in tasks
@@ -259,7 +288,9 @@ def _read_file(path: Path, frame_name: str) -> tuple[list[Video], list[str]]:
 def _add_track(track, where, path, tasks, task_by_id, labels, videos) -> None:
     label = track.get("label")
     if label not in labels:
-        raise DataFormatError(f"label {label!r} is not among the task labels {labels}", path=path, where=where, field="label")
+        raise DataFormatError(
+            f"label {label!r} is not among the task labels {labels}", path=path, where=where, field="label"
+        )
     task_id = track.get("task_id", tasks[0]["id"] if len(tasks) == 1 else None)
     if task_id not in task_by_id:
         raise DataFormatError(f"unknown task_id {task_id!r}", path=path, where=where, field="task_id")
@@ -290,7 +321,8 @@ def _mask_element(mask: np.ndarray, frame: int) -> str:
         runs = [0] + runs  # CVAT's runs start with background
     return (
         f'    <mask frame="{frame}" keyframe="1" outside="0" occluded="0" rle="{", ".join(map(str, runs))}" '
-        f'left="{left}" top="{top}" width="{cols[-1] + 1 - left}" height="{rows[-1] + 1 - top}" z_order="0">\n'
+        f'left="{left}" top="{top}" width="{cols[-1] + 1 - left}" height="{rows[-1] + 1 - top}" '
+        'z_order="0">\n'
         "    </mask>\n"
     )
 
@@ -304,17 +336,25 @@ def _outside_element(frame: int) -> str:
 
 def _video_xml(video: Video, labels: list[str]) -> str:
     parts = [
-        '<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n  <meta>\n    <task>\n',
+        '<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n',
+        "  <meta>\n    <task>\n",
         f"      <id>{video.video_id}</id>\n      <name>{_escape(video.name)}</name>\n",
         f"      <size>{video.length}</size>\n      <mode>interpolation</mode>\n",
-        f"      <start_frame>0</start_frame>\n      <stop_frame>{max(video.length - 1, 0)}</stop_frame>\n      <labels>\n",
-        *(f"        <label>\n          <name>{_escape(n)}</name>\n          <type>mask</type>\n        </label>\n" for n in labels),
+        "      <start_frame>0</start_frame>\n",
+        f"      <stop_frame>{max(video.length - 1, 0)}</stop_frame>\n      <labels>\n",
+        *(
+            f"        <label>\n          <name>{_escape(n)}</name>\n"
+            "          <type>mask</type>\n        </label>\n"
+            for n in labels
+        ),
         "      </labels>\n      <original_size>\n",
         f"        <width>{video.width}</width>\n        <height>{video.height}</height>\n",
         "      </original_size>\n    </task>\n  </meta>\n",
     ]
     for track in video.tracks:
-        parts.append(f'  <track id="{track.track_id - 1}" label={quoteattr(track.category)} source="manual">\n')
+        parts.append(
+            f'  <track id="{track.track_id - 1}" label={quoteattr(track.category)} source="manual">\n'
+        )
         for frame in sorted(track.segmentations):
             parts.append(_mask_element(decode_rle(track.segmentations[frame]).astype(bool), frame))
             if frame + 1 < video.length and frame + 1 not in track.segmentations:
@@ -341,7 +381,9 @@ def write_gt(dataset: dict, out_path, *, overwrite: bool = False) -> None:
             track.segmentations = {f: s for f, s in track.segmentations.items() if decode_rle(s).any()}
     if str(out_path).endswith(".xml"):
         if len(videos) != 1:
-            raise StreamvisError(f"{out_path}: one .xml holds one video, the dataset has {len(videos)}; give a folder")
+            raise StreamvisError(
+                f"{out_path}: one .xml holds one video, the dataset has {len(videos)}; give a folder"
+            )
         with atomic_open(out_path, "w", encoding="utf-8") as f:
             f.write(_video_xml(videos[0], labels))
         return

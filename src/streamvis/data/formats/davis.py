@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from streamvis.data.formats.common import (
@@ -69,7 +68,9 @@ def _video_folders(root: Path) -> list[Path]:
 
 
 def _read_video(folder: Path, *, image_ext: str, category: str, void_value: int | None) -> Video:
-    pngs = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=lambda p: natural_key(p.name))
+    pngs = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=lambda p: natural_key(p.name)
+    )
     if not pngs:
         raise DataFormatError("a video folder without PNG frames", path=folder)
     tracks: dict[int, Track] = {}
@@ -80,7 +81,9 @@ def _read_video(folder: Path, *, image_ext: str, category: str, void_value: int 
         size = ids.shape
         ignore = (0,) if void_value is None else (0, void_value)
         for object_id, rle in id_map_to_rles(ids, ignore).items():
-            tracks.setdefault(object_id, Track(track_id=object_id, category=category)).segmentations[frame] = rle
+            tracks.setdefault(object_id, Track(track_id=object_id, category=category)).segmentations[
+                frame
+            ] = rle
     return Video(
         name=folder.name,
         height=int(size[0]),
@@ -90,7 +93,9 @@ def _read_video(folder: Path, *, image_ext: str, category: str, void_value: int 
     )
 
 
-def read_gt(path, *, image_ext: str = ".jpg", category: str = "object", void_value: int | None = VOID_VALUE) -> dict:
+def read_gt(
+    path, *, image_ext: str = ".jpg", category: str = "object", void_value: int | None = VOID_VALUE
+) -> dict:
     """Read DAVIS annotation folders into a YouTube-VIS dict.
 
     Args:
@@ -112,7 +117,9 @@ def read_gt(path, *, image_ext: str = ".jpg", category: str = "object", void_val
     return build_dataset(videos, [category], info={"source": "davis"})
 
 
-def read_results(path, *, dataset: dict, image_ext: str = ".jpg", void_value: int | None = VOID_VALUE) -> list[dict]:
+def read_results(
+    path, *, dataset: dict, image_ext: str = ".jpg", void_value: int | None = VOID_VALUE
+) -> list[dict]:
     """Read per-frame instance PNGs of a method as results of `dataset`'s videos (score 1).
 
     Every object gets `dataset`'s first category (DAVIS is class-agnostic).
@@ -132,7 +139,8 @@ def _write_videos(videos: list[Video], out_path, *, overlap: str, overwrite: boo
             ids = [t.track_id for t in video.tracks]
             if ids and max(ids) > MAX_OBJECTS:
                 raise StreamvisError(
-                    f"video {video.name!r}: object id {max(ids)} does not fit a DAVIS PNG (ids 1..{MAX_OBJECTS})"
+                    f"video {video.name!r}: object id {max(ids)} does not fit a DAVIS PNG "
+                    f"(ids 1..{MAX_OBJECTS})"
                 )
             folder = tmp / video.name
             folder.mkdir(parents=True, exist_ok=True)

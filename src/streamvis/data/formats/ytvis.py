@@ -1,4 +1,4 @@
-"""YouTube-VIS / OVIS json in the format-module interface (the neutral form itself; `data.ytvis` does the work).
+"""YouTube-VIS / OVIS json in the format-module interface (the neutral form; `data.ytvis` does the work).
 
 ``write_gt(dataset, out)`` writes ``out`` as a json file, or ``out/annotations.json`` when `out` is
 a folder (no ``.json`` suffix); ``write_results`` likewise ``out/results.json``.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamvis.data.ytvis import load_results, load_ytvis, write_results as _write_results, write_ytvis
+from streamvis.data.ytvis import load_results, load_ytvis, write_ytvis
+from streamvis.data.ytvis import write_results as _write_results
 
 GT_FILE = "annotations.json"
 RESULTS_FILE = "results.json"
