@@ -1,0 +1,150 @@
+"""Convert annotations or results between formats through the YouTube-VIS dict (what
+``streamvis convert-data`` runs).
+
+Ground truth: ``read_gt`` of the source format -> optional category map -> the YouTube-VIS
+validator (`validate_ytvis`) -> ``write_gt`` of the target format into a temporary folder that
+replaces the output folder only when everything succeeded (nothing partial is ever left). A
+YouTube-VIS output is read back with `load_ytvis`.
+
+Results: the same with ``read_results`` / ``write_results``; results are always relative to a
+ground-truth dataset (its videos, sizes and categories), given as a YouTube-VIS dict.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamvis.data.formats import get_format
+from streamvis.data.formats.common import apply_category_map, atomic_output_dir, summarize
+from streamvis.data.ytvis import load_results, load_ytvis, validate_results, validate_ytvis
+from streamvis.errors import StreamvisError
+
+__all__ = ["ConversionSummary", "convert", "format_summary", "parse_options"]
+
+
+@dataclass
+class ConversionSummary:
+    """What a conversion wrote: the counts of `summarize` plus where and what."""
+
+    source: str
+    target: str
+    kind: str
+    out: str
+    counts: dict = field(default_factory=dict)
+
+
+def parse_options(items: list[str] | None) -> dict:
+    """``["key=value", ...]`` -> ``{key: value}``; json values (numbers, lists) are parsed, else text."""
+    options = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise StreamvisError(f"--option {item!r} is not KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def _call(function, *args, options: dict, name: str, **extra):
+    """Call a format function with `options` (and the `extra` keywords it accepts), naming bad options."""
+    parameters = inspect.signature(function).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    accepted = {k: v for k, v in extra.items() if takes_any or k in parameters}
+    unknown = [k for k in options if not takes_any and k not in parameters]
+    if unknown:
+        known = [
+            k for k, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and k not in extra
+        ]
+        raise StreamvisError(f"{name} does not take the option(s) {unknown}; it takes {known or 'none'}")
+    return function(*args, **accepted, **options)
+
+
+def convert(
+    source: str,
+    input_path,
+    target: str,
+    out_dir,
+    *,
+    results: bool = False,
+    gt: dict | None = None,
+    category_map: dict | None = None,
+    read_options: dict | None = None,
+    write_options: dict | None = None,
+    overwrite: bool = False,
+) -> ConversionSummary:
+    """Convert `input_path` (format `source`) into the folder `out_dir` (format `target`).
+
+    Args:
+        source, target: format names (keys of `streamvis.data.formats.FORMATS`).
+        input_path: the source file or folder.
+        out_dir: the output folder (created atomically; an existing non-empty one needs `overwrite`).
+        results: convert results (needs `gt`) instead of ground truth.
+        gt: the ground-truth YouTube-VIS dict the results refer to.
+        category_map: ``{source name: target name | None}`` (see `apply_category_map`).
+        read_options, write_options: keyword options of the source reader / target writer.
+
+    Returns:
+        The `ConversionSummary` (videos, frames, tracks, masks, classes of what was written).
+
+    Raises:
+        StreamvisError / DataFormatError: unreadable or invalid input, invalid output, bad options.
+    """
+    reader, writer = get_format(source), get_format(target)
+    if results and gt is None:
+        raise StreamvisError("converting results needs the ground truth they refer to (--gt GT.json)")
+    if results:
+        for module, function in ((reader, "read_results"), (writer, "write_results")):
+            if not hasattr(module, function):
+                raise StreamvisError(f"format {source if module is reader else target!r} has no results form")
+        entries = _call(
+            reader.read_results,
+            input_path,
+            options=read_options or {},
+            name=f"{source} read_results",
+            dataset=gt,
+        )
+        dataset = gt
+        if category_map:
+            dataset, entries = apply_category_map(gt, category_map, entries)
+        validate_results(entries, dataset, path=f"{input_path} (converted)")
+    else:
+        dataset = _call(reader.read_gt, input_path, options=read_options or {}, name=f"{source} read_gt")
+        if category_map:
+            dataset = apply_category_map(dataset, category_map)
+        validate_ytvis(dataset, path=f"{input_path} (converted)")
+        entries = None
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        if results:
+            _call(
+                writer.write_results,
+                entries,
+                dataset,
+                tmp,
+                options=write_options or {},
+                name=f"{target} write_results",
+            )
+        else:
+            _call(writer.write_gt, dataset, tmp, options=write_options or {}, name=f"{target} write_gt")
+        if target == "ytvis":  # read the written file back with the YouTube-VIS loader
+            if results:
+                load_results(Path(tmp) / writer.RESULTS_FILE, dataset)
+            else:
+                load_ytvis(Path(tmp) / writer.GT_FILE)
+    counts = summarize(dataset, entries)
+    return ConversionSummary(source, target, "results" if results else "ground truth", str(out_dir), counts)
+
+
+def format_summary(summary: ConversionSummary) -> str:
+    """One line of counts and one of classes, e.g. ``cvat -> ytvis (ground truth): 2 videos, ...``."""
+    c = summary.counts
+    classes = ", ".join(f"{name} {n}" for name, n in c["classes"].items())
+    return (
+        f"{summary.source} -> {summary.target} ({summary.kind}): {c['videos']} videos, {c['frames']} frames, "
+        f"{c['tracks']} tracks, {c['masks']} masks, {len(c['classes'])} classes -> {summary.out}\n"
+        f"  tracks per class: {classes or '(none)'}"
+    )
