@@ -78,7 +78,9 @@ def _read_images(data: dict, path, frame_key: str | None) -> dict[int, list[tupl
             where = f"images[{i}] (id {image['id']})"
             if frame == previous[0]:
                 raise DataFormatError(
-                    f"video {video_id} has two images with frame number {frame}", path=path, where=where
+                    f"video {video_id} has two images with frame number {frame} (the other is images[{previous[1]}])",
+                    path=path,
+                    where=where,
                 )
             if (image["height"], image["width"]) != (first["height"], first["width"]):
                 raise DataFormatError(
