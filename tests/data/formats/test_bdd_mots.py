@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from tests.data.formats.conftest import frame_lists, masks_by_object
 
 from streamvis.data.formats import bdd_mots
 from streamvis.data.masks import encode_mask
 from streamvis.data.ytvis import validate_ytvis
 from streamvis.errors import DataFormatError, StreamvisError
-from tests.data.formats.conftest import frame_lists, masks_by_object
 
 
 def _bitmask(height=6, width=8):
@@ -90,12 +90,25 @@ def test_scalabel_duplicate_id_and_bezier_are_refused(tmp_path):
     rle = encode_mask(np.ones((4, 4), np.uint8))
     label = {"id": "a", "category": "car", "rle": rle}
     path = tmp_path / "s.json"
-    path.write_text(json.dumps([{"name": "f1.jpg", "videoName": "v", "frameIndex": 0, "labels": [label, label]}]))
-    with pytest.raises(DataFormatError, match=r"s\.json: frames\[0\] \(f1\.jpg\), labels\[1\]: field 'id': object id 'a'"):
+    path.write_text(
+        json.dumps([{"name": "f1.jpg", "videoName": "v", "frameIndex": 0, "labels": [label, label]}])
+    )
+    with pytest.raises(
+        DataFormatError, match=r"s\.json: frames\[0\] \(f1\.jpg\), labels\[1\]: field 'id': object id 'a'"
+    ):
         bdd_mots.read_gt(path)
     curve = {"vertices": [[0, 0], [3, 0], [3, 3], [0, 3]], "types": "LCCL", "closed": True}
-    path.write_text(json.dumps([{"name": "f1.jpg", "videoName": "v", "labels": [
-        {"id": "a", "category": "car", "poly2d": [curve]}]}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "f1.jpg",
+                    "videoName": "v",
+                    "labels": [{"id": "a", "category": "car", "poly2d": [curve]}],
+                }
+            ]
+        )
+    )
     with pytest.raises(DataFormatError, match="Bezier"):
         bdd_mots.read_gt(path)
 
@@ -103,9 +116,21 @@ def test_scalabel_duplicate_id_and_bezier_are_refused(tmp_path):
 def test_scalabel_line_polygons_are_rasterized(tmp_path):
     square = {"vertices": [[1, 1], [5, 1], [5, 4], [1, 4]], "types": "LLLL", "closed": True}
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"frames": [{"name": "f.jpg", "videoName": "v", "frameIndex": 0,
-                                            "size": {"width": 8, "height": 6},
-                                            "labels": [{"id": "9", "category": "bus", "poly2d": [square]}]}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "frames": [
+                    {
+                        "name": "f.jpg",
+                        "videoName": "v",
+                        "frameIndex": 0,
+                        "size": {"width": 8, "height": 6},
+                        "labels": [{"id": "9", "category": "bus", "poly2d": [square]}],
+                    }
+                ]
+            }
+        )
+    )
     data = bdd_mots.read_gt(path)
     assert data["videos"][0]["height"] == 6 and data["annotations"][0]["track_id"] == 9
     assert data["annotations"][0]["areas"][0] == 12  # pycocotools: the 4x3 interior pixels

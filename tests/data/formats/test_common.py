@@ -72,7 +72,9 @@ def test_category_map_renames_merges_and_drops(dataset):
 
 def test_parse_category_map_inline_and_file(tmp_path):
     assert parse_category_map("person=pedestrian, van=car,tree=") == {
-        "person": "pedestrian", "van": "car", "tree": None,
+        "person": "pedestrian",
+        "van": "car",
+        "tree": None,
     }
     file = tmp_path / "map.json"
     file.write_text('{"van": "car", "tree": null}')
@@ -120,7 +122,11 @@ def test_paint_id_map_refuses_overlap_or_lets_the_higher_score_win():
 
 def test_summarize_counts(dataset):
     assert summarize(dataset) == {
-        "videos": 2, "frames": 8, "tracks": 3, "masks": 10, "classes": {"pedestrian": 1, "car": 2},
+        "videos": 2,
+        "frames": 8,
+        "tracks": 3,
+        "masks": 10,
+        "classes": {"pedestrian": 1, "car": 2},
     }
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.data.formats.conftest import masks_by_object
 
 from streamvis.data.formats import cvat
 from streamvis.data.masks import decode_rle
 from streamvis.data.ytvis import validate_ytvis
 from streamvis.errors import DataFormatError
-from tests.data.formats.conftest import masks_by_object
 
 META = """<?xml version="1.0" encoding="utf-8"?>
 <annotations>
@@ -30,18 +30,21 @@ def _xml(tmp_path, tracks: str):
 # row 0 = [1, 1, 0], row 1 = [1, 1, 1]
 MASK_TRACK = """
   <track id="0" label="car" source="manual">
-    <mask frame="1" keyframe="1" outside="0" occluded="0" rle="0, 2, 1, 3" left="2" top="1" width="3" height="2"
-      z_order="0"></mask>
-    <mask frame="3" keyframe="1" outside="1" occluded="0" rle="1" left="0" top="0" width="1" height="1" z_order="0">
+    <mask frame="1" keyframe="1" outside="0" occluded="0" rle="0, 2, 1, 3"
+      left="2" top="1" width="3" height="2" z_order="0"></mask>
+    <mask frame="3" keyframe="1" outside="1" occluded="0" rle="1" left="0" top="0" width="1" height="1"
+      z_order="0">
     </mask>
   </track>
 """
 
 POLYGON_TRACK = """
   <track id="4" label="person" source="manual">
-    <polygon frame="0" keyframe="1" outside="0" occluded="0" points="0.0,0.0;4.0,0.0;4.0,2.0;0.0,2.0" z_order="0">
+    <polygon frame="0" keyframe="1" outside="0" occluded="0" points="0.0,0.0;4.0,0.0;4.0,2.0;0.0,2.0"
+      z_order="0">
     </polygon>
-    <polygon frame="2" keyframe="1" outside="0" occluded="0" points="4.0,0.0;8.0,0.0;8.0,2.0;4.0,2.0" z_order="0">
+    <polygon frame="2" keyframe="1" outside="0" occluded="0" points="4.0,0.0;8.0,0.0;8.0,2.0;4.0,2.0"
+      z_order="0">
     </polygon>
     <box frame="2" keyframe="1" outside="0" occluded="0" xtl="0" ytl="0" xbr="1" ybr="1" z_order="0"></box>
   </track>
@@ -76,7 +79,10 @@ def test_polygon_interpolation_and_lasting_to_the_end(tmp_path):
 
 def test_track_without_frames_is_refused(tmp_path):
     path = _xml(tmp_path, '  <track id="3" label="car" source="manual"></track>\n')
-    with pytest.raises(DataFormatError, match=r"annotations\.xml: <track id='3' label='car'> \(track 0\): the track has no frames"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"annotations\.xml: <track id='3' label='car'> \(track 0\): the track has no frames",
+    ):
         cvat.read_gt(path)
 
 

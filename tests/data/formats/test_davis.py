@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from tests.data.formats.conftest import frame_lists, masks_by_object
 
 from streamvis.data.formats import davis
 from streamvis.data.formats.common import build_results, dataset_videos
 from streamvis.data.masks import decode_rle
 from streamvis.data.ytvis import validate_results, validate_ytvis
 from streamvis.errors import DataFormatError
-from tests.data.formats.conftest import frame_lists, masks_by_object
 
 
 def _agnostic(dataset):
@@ -59,7 +59,9 @@ def test_size_change_mid_video_names_the_file(tmp_path):
     folder.mkdir()
     Image.fromarray(np.zeros((8, 10), np.uint8), mode="L").save(folder / "00000.png")
     Image.fromarray(np.zeros((8, 12), np.uint8), mode="L").save(folder / "00001.png")
-    with pytest.raises(DataFormatError, match=r"00001\.png: the frame is 8x12 .* first frame 00000\.png is 8x10"):
+    with pytest.raises(
+        DataFormatError, match=r"00001\.png: the frame is 8x12 .* first frame 00000\.png is 8x10"
+    ):
         davis.read_gt(tmp_path)
 
 
@@ -74,7 +76,9 @@ def test_rgb_png_is_refused(tmp_path):
 def test_overlapping_ground_truth_is_refused_and_nothing_written(dataset, tmp_path):
     walk = dataset["annotations"][0]
     dataset["annotations"][1]["segmentations"][1] = walk["segmentations"][1]  # car = pedestrian on frame 1
-    with pytest.raises(DataFormatError, match=r"video 'walk', frame 1 .*objects 3 and 7 overlap in 24 pixels"):
+    with pytest.raises(
+        DataFormatError, match=r"video 'walk', frame 1 .*objects 3 and 7 overlap in 24 pixels"
+    ):
         davis.write_gt(dataset, tmp_path / "ann")
     assert list(tmp_path.iterdir()) == []
 

@@ -9,18 +9,25 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from tests.data.formats.conftest import frame_lists, masks_by_object
 
 from streamvis.data.formats import labelme
 from streamvis.data.masks import decode_rle
 from streamvis.data.ytvis import validate_ytvis
 from streamvis.errors import DataFormatError
-from tests.data.formats.conftest import frame_lists, masks_by_object
 
 
 def _frame(folder, name, shapes, height=10, width=12):
     folder.mkdir(parents=True, exist_ok=True)
-    data = {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": f"{name}.jpg", "imageData": None,
-            "imageHeight": height, "imageWidth": width}
+    data = {
+        "version": "5.5.0",
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": f"{name}.jpg",
+        "imageData": None,
+        "imageHeight": height,
+        "imageWidth": width,
+    }
     (folder / f"{name}.json").write_text(json.dumps(data))
 
 
@@ -31,11 +38,24 @@ def _poly(label, group, points, kind="polygon"):
 def test_identities_parts_and_shape_types(tmp_path):
     video = tmp_path / "clip"
     square = [[1, 1], [4, 1], [4, 4], [1, 4]]
-    _frame(video, "frame2", [_poly("dog", 1, square), _poly("dog", 1, [[6, 6], [8, 8]], "rectangle"),
-                             _poly("dog", None, [[0, 8], [1, 9]], "rectangle")])
-    _frame(video, "frame10", [_poly("dog", 1, [[2, 2], [3, 3]], "rectangle"),
-                              _poly("cat", 1, [[9, 1], [10, 2]], "rectangle"),
-                              _poly("dog", 1, [[0, 0], [5, 5]], "line")])
+    _frame(
+        video,
+        "frame2",
+        [
+            _poly("dog", 1, square),
+            _poly("dog", 1, [[6, 6], [8, 8]], "rectangle"),
+            _poly("dog", None, [[0, 8], [1, 9]], "rectangle"),
+        ],
+    )
+    _frame(
+        video,
+        "frame10",
+        [
+            _poly("dog", 1, [[2, 2], [3, 3]], "rectangle"),
+            _poly("cat", 1, [[9, 1], [10, 2]], "rectangle"),
+            _poly("dog", 1, [[0, 0], [5, 5]], "line"),
+        ],
+    )
     data = labelme.read_gt(tmp_path)
     validate_ytvis(data)
     assert data["videos"][0]["file_names"] == ["clip/frame2.jpg", "clip/frame10.jpg"]  # natural order
@@ -64,7 +84,8 @@ def test_round_trip(dataset, tmp_path):
     labelme.write_gt(dataset, tmp_path / "out")
     written = json.loads((tmp_path / "out" / "walk" / "00001.json").read_text())
     assert [(s["label"], s["group_id"], s["shape_type"]) for s in written["shapes"]] == [
-        ("pedestrian", 3, "mask"), ("car", 7, "mask"),
+        ("pedestrian", 3, "mask"),
+        ("car", 7, "mask"),
     ]
     back = labelme.read_gt(tmp_path / "out")
     assert masks_by_object(back) == masks_by_object(dataset)
@@ -73,7 +94,10 @@ def test_round_trip(dataset, tmp_path):
 
 def test_bad_input_names_file_shape_and_field(tmp_path):
     _frame(tmp_path / "a" / "v", "0001", [_poly("dog", 1, [[1, 1], [2, 2]])])
-    with pytest.raises(DataFormatError, match=r"0001\.json: shapes\[0\] \(label 'dog'\): field 'points': a polygon needs at least 3"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"0001\.json: shapes\[0\] \(label 'dog'\): field 'points': a polygon needs at least 3",
+    ):
         labelme.read_gt(tmp_path / "a")
     _frame(tmp_path / "b" / "v", "0001", [])
     _frame(tmp_path / "b" / "v", "0002", [], height=11)
