@@ -78,7 +78,8 @@ def _read_images(data: dict, path, frame_key: str | None) -> dict[int, list[tupl
             where = f"images[{i}] (id {image['id']})"
             if frame == previous[0]:
                 raise DataFormatError(
-                    f"video {video_id} has two images with frame number {frame} (the other is images[{previous[1]}])",
+                    f"video {video_id} has two images with frame number {frame} "
+                    f"(the other is images[{previous[1]}])",
                     path=path,
                     where=where,
                 )
