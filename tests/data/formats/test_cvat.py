@@ -114,3 +114,16 @@ def test_round_trip_through_written_xml(dataset, tmp_path):
     one = cvat.read_gt(_xml(tmp_path, MASK_TRACK + POLYGON_TRACK))
     cvat.write_gt(one, tmp_path / "one.xml")
     assert masks_by_object(cvat.read_gt(tmp_path / "one.xml")) == masks_by_object(one)
+
+
+def test_reads_the_export_zip(tmp_path):
+    import zipfile
+
+    xml = _xml(tmp_path, MASK_TRACK)
+    with zipfile.ZipFile(tmp_path / "task.zip", "w") as archive:
+        archive.write(xml, "annotations.xml")
+    assert masks_by_object(cvat.read_gt(tmp_path / "task.zip")) == masks_by_object(cvat.read_gt(xml))
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as archive:
+        archive.writestr("other.txt", "x")
+    with pytest.raises(DataFormatError, match=r"empty\.zip: the zip has no annotations\.xml"):
+        cvat.read_gt(tmp_path / "empty.zip")

@@ -32,6 +32,7 @@ boundary pixels. The writer emits one mask element per visible frame (``keyframe
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
+import zipfile
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -236,7 +237,8 @@ def read_gt(path, *, frame_name: str = "{task}/frame_{frame:06d}.png") -> dict:
     """Read a "CVAT for video 1.1" XML into a YouTube-VIS dict (one video per task).
 
     Args:
-        path: the ``annotations.xml``, or a folder of such files (one or more videos each).
+        path: the ``annotations.xml``, CVAT's export zip (``annotations.xml`` + ``images/``), or a
+            folder of ``.xml`` files (one or more videos each).
         frame_name: pattern of the ``file_names`` (CVAT's export zip holds ``images/frame_000000.png``).
 
     Returns:
@@ -261,9 +263,22 @@ def read_gt(path, *, frame_name: str = "{task}/frame_{frame:06d}.png") -> dict:
     return build_dataset(videos, labels, info={"source": "cvat"})
 
 
+def _parse(path: Path):
+    """The XML root of `path`: an ``.xml`` file, or CVAT's export ``.zip`` holding ``annotations.xml``."""
+    if path.suffix.lower() != ".zip":
+        return ElementTree.parse(path).getroot()
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("annotations.xml") as f:
+            return ElementTree.parse(f).getroot()
+    except KeyError:
+        raise DataFormatError("the zip has no annotations.xml at its root", path=path) from None
+    except zipfile.BadZipFile as err:
+        raise DataFormatError(f"not a readable zip: {err}", path=path) from err
+
+
 def _read_file(path: Path, frame_name: str) -> tuple[list[Video], list[str]]:
     try:
-        root = ElementTree.parse(path).getroot()
+        root = _parse(path)
     except ElementTree.ParseError as err:
         raise DataFormatError(f"malformed XML: {err}", path=path) from err
     except OSError as err:
