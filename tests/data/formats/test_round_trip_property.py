@@ -14,11 +14,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from tests.data.formats.conftest import frame_lists, masks_by_object
 
 from streamvis.data.formats import get_format
 from streamvis.data.formats.common import Track, Video, build_dataset, id_map_to_rles
 from streamvis.data.ytvis import validate_ytvis
-from tests.data.formats.conftest import frame_lists, masks_by_object
 
 CATEGORIES = ("car", "bus")  # BDD100K MOTS names, so the bitmask writer takes them
 
