@@ -97,3 +97,14 @@ def test_results_overlap_goes_to_the_higher_score(dataset, tmp_path):
     assert (ids[person] == 3).all()  # the 0.9 track owns the shared pixels
     back = davis.read_results(tmp_path / "pred", dataset=dataset)
     assert len(back) == 3 and {r["track_id"] for r in back if r["video_id"] == 1} == {3, 7}
+
+
+def test_results_below_the_score_threshold_are_left_out(dataset, tmp_path):
+    videos = dataset_videos(dataset)
+    for video in videos:
+        for k, track in enumerate(video.tracks):
+            track.score = 0.9 if k == 0 else 0.3
+    results = build_results(videos, dataset)
+    davis.write_results(results, dataset, tmp_path / "pred", score_threshold=0.5)
+    back = davis.read_results(tmp_path / "pred", dataset=dataset)
+    assert sorted((r["video_id"], r["track_id"]) for r in back) == [(1, 3), (2, 1)]

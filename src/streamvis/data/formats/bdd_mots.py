@@ -453,10 +453,12 @@ def write_results(
     out_path,
     *,
     categories: tuple[str, ...] = SEG_TRACK_CATEGORIES,
+    score_threshold: float = 0.0,
     overwrite: bool = False,
 ) -> None:
-    """Write results as bitmasks (higher score wins shared pixels) or Scalabel json (with scores)."""
-    videos = results_videos(results, dataset)
+    """Write results as bitmasks (higher score wins shared pixels) or Scalabel json (with scores);
+    entries scored below `score_threshold` are left out."""
+    videos = results_videos(results, dataset, score_threshold)
     if _is_json(out_path):
         _write_scalabel(videos, out_path)
     else:

@@ -250,12 +250,16 @@ def dataset_videos(dataset: dict) -> list[Video]:
     return [_video_from(video, grouped[video["id"]], names, "annotations") for video in dataset["videos"]]
 
 
-def results_videos(results: list[dict], dataset: dict) -> list[Video]:
-    """The track table of a results list (against its ground-truth `dataset`); scores are kept."""
+def results_videos(results: list[dict], dataset: dict, score_threshold: float = 0.0) -> list[Video]:
+    """The track table of a results list (against its ground-truth `dataset`); scores are kept.
+
+    Entries scored below `score_threshold` are left out (before object ids are numbered).
+    """
     names = {c["id"]: c["name"] for c in dataset["categories"]}
     grouped: dict[int, list[tuple[int, dict]]] = {v["id"]: [] for v in dataset["videos"]}
     for i, entry in enumerate(results):
-        grouped[entry["video_id"]].append((i, entry))
+        if entry["score"] >= score_threshold:
+            grouped[entry["video_id"]].append((i, entry))
     return [_video_from(video, grouped[video["id"]], names, "results") for video in dataset["videos"]]
 
 

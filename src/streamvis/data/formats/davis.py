@@ -166,6 +166,13 @@ def write_gt(dataset: dict, out_path, *, overwrite: bool = False) -> None:
     _write_videos(dataset_videos(dataset), out_path, overlap="error", overwrite=overwrite)
 
 
-def write_results(results: list[dict], dataset: dict, out_path, *, overwrite: bool = False) -> None:
-    """Write results as per-frame instance PNGs (the higher score wins overlapping pixels)."""
-    _write_videos(results_videos(results, dataset), out_path, overlap="score", overwrite=overwrite)
+def write_results(
+    results: list[dict], dataset: dict, out_path, *, score_threshold: float = 0.0, overwrite: bool = False
+) -> None:
+    """Write results as per-frame instance PNGs (the higher score wins overlapping pixels).
+
+    Object ids are the entries' ``track_id`` (else 1..N per video in file order); entries scored
+    below `score_threshold` are left out (at most 254 objects per video fit).
+    """
+    videos = results_videos(results, dataset, score_threshold)
+    _write_videos(videos, out_path, overlap="score", overwrite=overwrite)
