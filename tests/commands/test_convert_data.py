@@ -208,3 +208,35 @@ def test_results_to_kitti_mots_txt(gt_json, tmp_path):
     ]
     assert main(argv) == 0
     assert any(p.suffix == ".txt" for p in (tmp_path / "mots").rglob("*"))
+
+
+def test_tracks_without_masks_are_noted_and_cvat_skips_them(tmp_path, capsys):
+    data = make_dataset()
+    data["annotations"][2]["segmentations"] = [None, None, None]
+    write_ytvis(tmp_path / "gt.json", data)
+    argv = [
+        "convert-data",
+        "--from",
+        "ytvis",
+        "--input",
+        str(tmp_path / "gt.json"),
+        "--to",
+        "cvat",
+        "--out",
+        str(tmp_path / "cvat"),
+    ]
+    assert main(argv) == 0
+    assert (
+        "note: 1 tracks have no non-empty mask; cvat stores objects frame by frame" in capsys.readouterr().out
+    )
+    argv = [
+        "convert-data",
+        "--from",
+        "cvat",
+        "--input",
+        str(tmp_path / "cvat"),
+        "--out",
+        str(tmp_path / "back"),
+    ]
+    assert main(argv) == 0
+    assert len(load_ytvis(tmp_path / "back" / "annotations.json")["annotations"]) == 2

@@ -127,7 +127,11 @@ def test_summarize_counts(dataset):
         "tracks": 3,
         "masks": 10,
         "classes": {"pedestrian": 1, "car": 2},
+        "empty_tracks": 0,
     }
+    dataset["annotations"][2]["segmentations"] = [None, None, None]
+    dataset["annotations"][1]["segmentations"][1:4] = [encode_mask(np.zeros((24, 32), np.uint8))] * 3
+    assert summarize(dataset)["empty_tracks"] == 2
 
 
 def test_masks_survive_the_table(dataset):

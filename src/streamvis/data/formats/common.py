@@ -491,7 +491,8 @@ def atomic_output_dir(path, *, overwrite: bool = False):
 def summarize(dataset: dict, results: list[dict] | None = None) -> dict:
     """Counts of a dataset (or of `results` over its videos): videos, frames, tracks, masks, classes.
 
-    ``classes`` maps each category name to its number of tracks.
+    ``classes`` maps each category name to its number of tracks; ``empty_tracks`` counts tracks
+    without any non-empty mask (formats that store objects frame by frame cannot hold them).
     """
     entries = dataset.get("annotations") or [] if results is None else results
     names = {c["id"]: c["name"] for c in dataset["categories"]}
@@ -502,4 +503,11 @@ def summarize(dataset: dict, results: list[dict] | None = None) -> dict:
         "tracks": len(entries),
         "masks": sum(sum(s is not None for s in e["segmentations"]) for e in entries),
         "classes": {c["name"]: per_class.get(c["name"], 0) for c in dataset["categories"]},
+        "empty_tracks": sum(not any(_non_empty(s) for s in e["segmentations"]) for e in entries),
     }
+
+
+def _non_empty(seg) -> bool:
+    if seg is None:
+        return False
+    return rle_area(seg) > 0 if isinstance(seg, dict) else True  # a valid polygon has an area

@@ -143,8 +143,14 @@ def format_summary(summary: ConversionSummary) -> str:
     """One line of counts and one of classes, e.g. ``cvat -> ytvis (ground truth): 2 videos, ...``."""
     c = summary.counts
     classes = ", ".join(f"{name} {n}" for name, n in c["classes"].items())
-    return (
+    text = (
         f"{summary.source} -> {summary.target} ({summary.kind}): {c['videos']} videos, {c['frames']} frames, "
         f"{c['tracks']} tracks, {c['masks']} masks, {len(c['classes'])} classes -> {summary.out}\n"
         f"  tracks per class: {classes or '(none)'}"
     )
+    if c.get("empty_tracks") and summary.target != "ytvis":
+        text += (
+            f"\n  note: {c['empty_tracks']} tracks have no non-empty mask; {summary.target} stores objects "
+            "frame by frame, so they are not in the output"
+        )
+    return text

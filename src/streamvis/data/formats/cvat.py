@@ -367,6 +367,8 @@ def _video_xml(video: Video, labels: list[str]) -> str:
         "      </original_size>\n    </task>\n  </meta>\n",
     ]
     for track in video.tracks:
+        if not track.segmentations:
+            continue  # CVAT has no track without a shape
         parts.append(
             f'  <track id="{track.track_id - 1}" label={quoteattr(track.category)} source="manual">\n'
         )
