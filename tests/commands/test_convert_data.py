@@ -174,7 +174,7 @@ def test_unknown_option_is_named(gt_json, tmp_path, capsys):
     ]
     assert main(argv) == 2
     assert (
-        "davis write_gt does not take the option(s) ['palette']; it takes ['overwrite']"
+        "davis write_gt does not take the option(s) ['palette']; it takes ['overlap', 'overwrite']"
         in capsys.readouterr().err
     )
 

@@ -108,3 +108,11 @@ def test_results_below_the_score_threshold_are_left_out(dataset, tmp_path):
     davis.write_results(results, dataset, tmp_path / "pred", score_threshold=0.5)
     back = davis.read_results(tmp_path / "pred", dataset=dataset)
     assert sorted((r["video_id"], r["track_id"]) for r in back) == [(1, 3), (2, 1)]
+
+
+def test_overlap_later_lets_later_objects_win(dataset, tmp_path):
+    walk = dataset["annotations"][0]
+    dataset["annotations"][1]["segmentations"][1] = walk["segmentations"][1]
+    davis.write_gt(dataset, tmp_path / "ann", overlap="later")
+    ids = np.asarray(Image.open(tmp_path / "ann" / "walk" / "00001.png"))
+    assert (ids[decode_rle(walk["segmentations"][1]).astype(bool)] == 7).all()

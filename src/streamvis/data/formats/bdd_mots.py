@@ -431,10 +431,16 @@ def read_results(
 
 
 def write_gt(
-    dataset: dict, out_path, *, categories: tuple[str, ...] = SEG_TRACK_CATEGORIES, overwrite: bool = False
+    dataset: dict,
+    out_path,
+    *,
+    categories: tuple[str, ...] = SEG_TRACK_CATEGORIES,
+    overlap: str = "error",
+    overwrite: bool = False,
 ) -> None:
     """Write `dataset` as bitmask folders ``out_path/<video>/<frame>.png``, or as Scalabel json if
-    `out_path` ends in ``.json`` (both atomic).
+    `out_path` ends in ``.json`` (both atomic). ``overlap="later"`` lets later annotations win
+    shared pixels instead of refusing overlaps.
 
     Raises:
         DataFormatError: overlapping masks in a frame (bitmasks hold one object per pixel).
@@ -444,7 +450,7 @@ def write_gt(
     if _is_json(out_path):
         _write_scalabel(videos, out_path)
     else:
-        _write_bitmasks(videos, out_path, tuple(categories), overlap="error", overwrite=overwrite)
+        _write_bitmasks(videos, out_path, tuple(categories), overlap=overlap, overwrite=overwrite)
 
 
 def write_results(

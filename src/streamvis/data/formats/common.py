@@ -333,6 +333,9 @@ def decode_frame_masks(tracks: list[Track], frame: int) -> tuple[list[Track], np
     return present, np.stack([decode_rle(t.segmentations[frame]) for t in present])
 
 
+OVERLAP_RULES = ("error", "score", "later")
+
+
 def paint_id_map(
     tracks: list[Track],
     values: list[int],
@@ -351,12 +354,15 @@ def paint_id_map(
         values: the value painted for each track (same order as `tracks`).
         overlap: ``"error"``: overlapping masks raise (ground truth, where the format has one label
             per pixel); ``"score"``: higher-scored masks are painted last and win the shared pixels
-            (results; the BDD100K converter's rule: "scores higher, rendering later").
+            (results; the BDD100K converter's rule: "scores higher, rendering later");
+            ``"later"``: tracks later in `tracks` win the shared pixels (an explicit user choice).
         where: names the video/frame in errors.
 
     Raises:
         DataFormatError: overlapping masks with ``overlap="error"``.
     """
+    if overlap not in OVERLAP_RULES:
+        raise StreamvisError(f"overlap must be one of {list(OVERLAP_RULES)}, got {overlap!r}")
     painted = np.zeros((height, width), dtype=dtype)
     present = [(t, v) for t, v in zip(tracks, values) if frame in t.segmentations]
     if overlap == "score":
@@ -370,7 +376,8 @@ def paint_id_map(
                 other = present[int(clash[clash > 0][0]) - 1][0]
                 raise DataFormatError(
                     f"objects {other.track_id} and {track.track_id} overlap in {int((clash > 0).sum())} "
-                    "pixels, but this format stores one object per pixel; make the masks disjoint first",
+                    "pixels, but this format stores one object per pixel; make the masks disjoint first (or "
+                    "let later objects win: --write-option overlap=later)",
                     where=where,
                 )
         owner[mask] = k

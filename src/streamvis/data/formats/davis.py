@@ -154,16 +154,17 @@ def _write_videos(videos: list[Video], out_path, *, overlap: str, overwrite: boo
                 image.save(folder / f"{Path(file_name).stem}.png")
 
 
-def write_gt(dataset: dict, out_path, *, overwrite: bool = False) -> None:
+def write_gt(dataset: dict, out_path, *, overlap: str = "error", overwrite: bool = False) -> None:
     """Write `dataset` as DAVIS palette PNGs, ``out_path/<video>/<frame stem>.png`` (atomic folder).
 
     Object ids are the annotations' ``track_id`` (else 1..N per video). Categories are not stored.
+    ``overlap="later"`` lets later annotations win shared pixels instead of refusing overlaps.
 
     Raises:
         DataFormatError: two objects overlap in a frame (naming the video, frame and objects).
         StreamvisError: more than 254 objects in a video.
     """
-    _write_videos(dataset_videos(dataset), out_path, overlap="error", overwrite=overwrite)
+    _write_videos(dataset_videos(dataset), out_path, overlap=overlap, overwrite=overwrite)
 
 
 def write_results(
