@@ -1,4 +1,4 @@
-"""The shared track table: building and taking apart the YouTube-VIS dict, category maps, atomic folders."""
+"""The shared track table (building and taking apart the YouTube-VIS dict), atomic folders, category maps."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ import pytest
 from streamvis.data.formats import FORMATS, get_format
 from streamvis.data.formats.common import (
     Track,
-    apply_category_map,
     atomic_output_dir,
     dataset_videos,
     object_ids,
     paint_id_map,
-    parse_category_map,
-    summarize,
 )
+from streamvis.data.formats.convert import apply_category_map, parse_category_map, summarize
 from streamvis.data.masks import decode_rle, encode_mask
 from streamvis.data.ytvis import validate_ytvis
 from streamvis.errors import DataFormatError, StreamvisError

@@ -1,5 +1,5 @@
 """Shared pieces of the format modules: the per-video track table, the YouTube-VIS dict built from it
-and taken apart into it, PNG reading, id maps, atomic output folders, category maps, the summary.
+and taken apart into it, PNG reading, id maps (painting with an overlap rule), atomic output folders.
 
 Every format converts to and from the YouTube-VIS dict (``videos`` / ``categories`` /
 ``annotations`` exactly as `streamvis.data.ytvis` writes it, compressed-RLE segmentations). A reader
@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import tempfile
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,19 +36,15 @@ from streamvis.errors import DataFormatError, StreamvisError
 __all__ = [
     "Track",
     "Video",
-    "apply_category_map",
     "atomic_output_dir",
     "build_dataset",
     "dataset_videos",
-    "decode_frame_masks",
     "id_map_to_rles",
     "natural_key",
     "object_ids",
     "paint_id_map",
-    "parse_category_map",
     "read_png",
     "results_videos",
-    "summarize",
 ]
 
 
@@ -325,14 +320,6 @@ def id_map_to_rles(id_map: np.ndarray, ignore: tuple[int, ...] = (0,)) -> dict[i
     return dict(zip(ids, encode_masks(masks)))
 
 
-def decode_frame_masks(tracks: list[Track], frame: int) -> tuple[list[Track], np.ndarray]:
-    """The tracks present in `frame` and their decoded masks, (N, H, W) uint8 (N may be 0)."""
-    present = [t for t in tracks if frame in t.segmentations]
-    if not present:
-        return [], np.zeros((0, 0, 0), np.uint8)
-    return present, np.stack([decode_rle(t.segmentations[frame]) for t in present])
-
-
 OVERLAP_RULES = ("error", "score", "later")
 
 
@@ -385,81 +372,7 @@ def paint_id_map(
     return painted
 
 
-# --------------------------------------------------------------------------- categories
-def parse_category_map(text: str | None) -> dict[str, str | None]:
-    """Parse ``--category-map``: a json file ``{"source": "target" | null}`` or ``"a=b,c=d,e="``.
-
-    A null / empty target drops that category (and its objects).
-    """
-    if not text:
-        return {}
-    path = Path(text)
-    if path.suffix == ".json" or path.is_file():
-        from streamvis.data.ytvis import read_json
-
-        mapping = read_json(path)
-        if not isinstance(mapping, dict) or not all(
-            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mapping.items()
-        ):
-            raise DataFormatError(
-                'a category map must be a json object {"source name": "target name" | null}', path=path
-            )
-        return mapping
-    mapping = {}
-    for item in text.split(","):
-        source, sep, target = item.partition("=")
-        if not sep or not source.strip():
-            raise StreamvisError(
-                f"--category-map: {item!r} is not SOURCE=TARGET (use SOURCE= to drop a class)"
-            )
-        mapping[source.strip()] = target.strip() or None
-    return mapping
-
-
-def apply_category_map(dataset: dict, mapping: dict[str, str | None], results: list[dict] | None = None):
-    """Rename, merge (two sources -> one target) or drop (target None) categories by name.
-
-    Categories keep their order (a merged one takes the first source's place) and are renumbered
-    1..K. Annotations (and `results`, if given) of a dropped category are removed.
-
-    Returns:
-        The new dataset dict (and the new results list when `results` is given).
-
-    Raises:
-        StreamvisError: a source name that is not a category of the dataset (with the known names).
-    """
-    names = [c["name"] for c in dataset["categories"]]
-    unknown = sorted(set(mapping) - set(names))
-    if unknown:
-        raise StreamvisError(f"--category-map names {unknown}, which are not categories here; known: {names}")
-    targets: list[str] = []
-    new_id_of_old: dict[int, int | None] = {}
-    for category in dataset["categories"]:
-        target = mapping.get(category["name"], category["name"])
-        if target is None:
-            new_id_of_old[category["id"]] = None
-            continue
-        if target not in targets:
-            targets.append(target)
-        new_id_of_old[category["id"]] = targets.index(target) + 1
-    out = dict(dataset)
-    out["categories"] = [{"id": i, "name": n} for i, n in enumerate(targets, start=1)]
-    out["annotations"] = [
-        {**ann, "category_id": new_id_of_old[ann["category_id"]]}
-        for ann in dataset.get("annotations") or []
-        if new_id_of_old[ann["category_id"]] is not None
-    ]
-    if results is None:
-        return out
-    new_results = [
-        {**e, "category_id": new_id_of_old[e["category_id"]]}
-        for e in results
-        if new_id_of_old.get(e["category_id"]) is not None
-    ]
-    return out, new_results
-
-
-# --------------------------------------------------------------------------- output and summary
+# --------------------------------------------------------------------------- output
 @contextlib.contextmanager
 def atomic_output_dir(path, *, overwrite: bool = False):
     """Build an output folder in a temporary sibling; it appears at `path` only if the block succeeds.
@@ -493,28 +406,3 @@ def atomic_output_dir(path, *, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def summarize(dataset: dict, results: list[dict] | None = None) -> dict:
-    """Counts of a dataset (or of `results` over its videos): videos, frames, tracks, masks, classes.
-
-    ``classes`` maps each category name to its number of tracks; ``empty_tracks`` counts tracks
-    without any non-empty mask (formats that store objects frame by frame cannot hold them).
-    """
-    entries = dataset.get("annotations") or [] if results is None else results
-    names = {c["id"]: c["name"] for c in dataset["categories"]}
-    per_class = Counter(names[e["category_id"]] for e in entries)
-    return {
-        "videos": len(dataset["videos"]),
-        "frames": sum(v["length"] for v in dataset["videos"]),
-        "tracks": len(entries),
-        "masks": sum(sum(s is not None for s in e["segmentations"]) for e in entries),
-        "classes": {c["name"]: per_class.get(c["name"], 0) for c in dataset["categories"]},
-        "empty_tracks": sum(not any(_non_empty(s) for s in e["segmentations"]) for e in entries),
-    }
-
-
-def _non_empty(seg) -> bool:
-    if seg is None:
-        return False
-    return rle_area(seg) > 0 if isinstance(seg, dict) else True  # a valid polygon has an area
