@@ -52,7 +52,7 @@ def parse_options(items: list[str] | None) -> dict:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise StreamvisError(f"--option {item!r} is not KEY=VALUE")
+            raise StreamvisError(f"option {item!r} is not KEY=VALUE")
         try:
             options[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -72,6 +72,33 @@ def _call(function, *args, options: dict, name: str, **extra):
         ]
         raise StreamvisError(f"{name} does not take the option(s) {unknown}; it takes {known or 'none'}")
     return function(*args, **accepted, **options)
+
+
+def _read_gt(reader, source: str, input_path, category_map: dict | None, options: dict) -> dict:
+    """The source's ground truth as a validated YouTube-VIS dict (category map applied)."""
+    dataset = _call(reader.read_gt, input_path, options=options, name=f"{source} read_gt")
+    if category_map:
+        dataset = apply_category_map(dataset, category_map)
+    validate_ytvis(dataset, path=f"{input_path} (converted)")
+    return dataset
+
+
+def _read_results(
+    reader, source: str, input_path, gt, category_map, options: dict
+) -> tuple[dict, list[dict]]:
+    """The source's results as validated YouTube-VIS entries of `gt` (category map applied to both)."""
+    if gt is None:
+        raise StreamvisError("converting results needs the ground truth they refer to (--gt GT.json)")
+    if not hasattr(reader, "read_results"):
+        raise StreamvisError(f"format {source!r} has no results form")
+    entries = _call(
+        reader.read_results, input_path, options=options, name=f"{source} read_results", dataset=gt
+    )
+    dataset = gt
+    if category_map:
+        dataset, entries = apply_category_map(gt, category_map, entries)
+    validate_results(entries, dataset, path=f"{input_path} (converted)")
+    return dataset, entries
 
 
 def convert(
@@ -105,29 +132,12 @@ def convert(
         StreamvisError / DataFormatError: unreadable or invalid input, invalid output, bad options.
     """
     reader, writer = get_format(source), get_format(target)
-    if results and gt is None:
-        raise StreamvisError("converting results needs the ground truth they refer to (--gt GT.json)")
+    if results and not hasattr(writer, "write_results"):
+        raise StreamvisError(f"format {target!r} has no results form")
     if results:
-        for module, function in ((reader, "read_results"), (writer, "write_results")):
-            if not hasattr(module, function):
-                raise StreamvisError(f"format {source if module is reader else target!r} has no results form")
-        entries = _call(
-            reader.read_results,
-            input_path,
-            options=read_options or {},
-            name=f"{source} read_results",
-            dataset=gt,
-        )
-        dataset = gt
-        if category_map:
-            dataset, entries = apply_category_map(gt, category_map, entries)
-        validate_results(entries, dataset, path=f"{input_path} (converted)")
+        dataset, entries = _read_results(reader, source, input_path, gt, category_map, read_options or {})
     else:
-        dataset = _call(reader.read_gt, input_path, options=read_options or {}, name=f"{source} read_gt")
-        if category_map:
-            dataset = apply_category_map(dataset, category_map)
-        validate_ytvis(dataset, path=f"{input_path} (converted)")
-        entries = None
+        dataset, entries = _read_gt(reader, source, input_path, category_map, read_options or {}), None
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         if results:
             _call(
