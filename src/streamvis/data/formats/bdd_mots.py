@@ -102,6 +102,8 @@ def _read_bitmask_video(folder: Path, categories: tuple[str, ...], image_ext: st
     pngs = sorted(
         (p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=lambda p: natural_key(p.name)
     )
+    if not pngs:
+        raise DataFormatError("a video folder without PNG bitmasks", path=folder)
     tracks: dict[int, Track] = {}
     size = None
     for frame, png in enumerate(pngs):
