@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--category-map",
         metavar="MAP",
-        help='rename/merge/drop classes: json file {"src": "dst" | null} or \'src=dst,x=\'',
+        help="rename/merge/drop classes by name, ids kept: 'src=dst,x=' (x dropped; '*=' drops the "
+        'rest) or a json file {"src": "dst" | null}',
     )
     parser.add_argument(
         "--read-option",

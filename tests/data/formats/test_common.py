@@ -55,15 +55,20 @@ def test_object_ids_fall_back_to_numbering_when_not_unique():
     assert object_ids([{"track_id": 5}, {}]) == [1, 2]
 
 
-def test_category_map_renames_merges_and_drops(dataset):
+def test_category_map_renames_merges_and_drops_keeping_ids(dataset):
     renamed = apply_category_map(dataset, {"pedestrian": "person"})
-    assert [c["name"] for c in renamed["categories"]] == ["person", "car"]
-    merged = apply_category_map(dataset, {"pedestrian": "thing", "car": "thing"})
-    assert merged["categories"] == [{"id": 1, "name": "thing"}]
+    assert renamed["categories"] == [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}]
+    merged = apply_category_map(dataset, {"car": "thing", "pedestrian": "thing"})
+    assert merged["categories"] == [{"id": 1, "name": "thing"}]  # the first source's id
     assert {a["category_id"] for a in merged["annotations"]} == {1}
-    dropped = apply_category_map(dataset, {"car": None})
-    assert [a["track_id"] for a in dropped["annotations"]] == [3]
+    dropped = apply_category_map(dataset, {"pedestrian": None})
+    assert dropped["categories"] == [{"id": 2, "name": "car"}]  # ids are kept, not renumbered
+    assert [a["track_id"] for a in dropped["annotations"]] == [7, 1]
     validate_ytvis(dropped)
+    only_cars = apply_category_map(dataset, {"car": "vehicle", "*": None})
+    assert only_cars["categories"] == [{"id": 2, "name": "vehicle"}] and len(only_cars["annotations"]) == 2
+    rest = apply_category_map(dataset, {"car": "car", "*": "other"})
+    assert [c["name"] for c in rest["categories"]] == ["other", "car"]
     with pytest.raises(StreamvisError, match="'truck'"):
         apply_category_map(dataset, {"truck": "car"})
 

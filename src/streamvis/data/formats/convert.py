@@ -210,8 +210,10 @@ def parse_category_map(text: str | None) -> dict[str, str | None]:
 def apply_category_map(dataset: dict, mapping: dict[str, str | None], results: list[dict] | None = None):
     """Rename, merge (two sources -> one target) or drop (target None) categories by name.
 
-    Categories keep their order (a merged one takes the first source's place) and are renumbered
-    1..K. Annotations (and `results`, if given) of a dropped category are removed.
+    Category ids are kept: a renamed category keeps its id, a merged one takes the id of its first
+    source (in the dataset's order), so results written against the original ids still match.
+    The key ``"*"`` applies to every category the map does not name (``"*": None`` keeps only the
+    named ones). Annotations (and `results`, if given) of a dropped category are removed.
 
     Returns:
         The new dataset dict (and the new results list when `results` is given).
@@ -220,21 +222,21 @@ def apply_category_map(dataset: dict, mapping: dict[str, str | None], results: l
         StreamvisError: a source name that is not a category of the dataset (with the known names).
     """
     names = [c["name"] for c in dataset["categories"]]
-    unknown = sorted(set(mapping) - set(names))
+    unknown = sorted(set(mapping) - set(names) - {"*"})
     if unknown:
         raise StreamvisError(f"--category-map names {unknown}, which are not categories here; known: {names}")
-    targets: list[str] = []
+    target_ids: dict[str, int] = {}  # target name -> the id it keeps
     new_id_of_old: dict[int, int | None] = {}
     for category in dataset["categories"]:
-        target = mapping.get(category["name"], category["name"])
+        name = category["name"]
+        target = mapping[name] if name in mapping else mapping.get("*", name)
         if target is None:
             new_id_of_old[category["id"]] = None
             continue
-        if target not in targets:
-            targets.append(target)
-        new_id_of_old[category["id"]] = targets.index(target) + 1
+        target_ids.setdefault(target, category["id"])
+        new_id_of_old[category["id"]] = target_ids[target]
     out = dict(dataset)
-    out["categories"] = [{"id": i, "name": n} for i, n in enumerate(targets, start=1)]
+    out["categories"] = [{"id": i, "name": n} for n, i in target_ids.items()]
     out["annotations"] = [
         {**ann, "category_id": new_id_of_old[ann["category_id"]]}
         for ann in dataset.get("annotations") or []
