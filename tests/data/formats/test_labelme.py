@@ -106,3 +106,12 @@ def test_bad_input_names_file_shape_and_field(tmp_path):
     _frame(tmp_path / "c" / "v", "0001", [_poly("dog", "x", [[1, 1], [2, 2], [1, 2]])])
     with pytest.raises(DataFormatError, match="field 'group_id': must be an integer or null"):
         labelme.read_gt(tmp_path / "c")
+
+
+def test_windows_image_paths_keep_only_the_file_name(tmp_path):
+    _frame(tmp_path / "v", "0001", [])
+    data = json.loads((tmp_path / "v" / "0001.json").read_text())
+    data["imagePath"] = "..\\images\\0001.png"
+    (tmp_path / "v" / "0001.json").write_text(json.dumps(data))
+    assert labelme.read_gt(tmp_path)["videos"][0]["file_names"] == ["v/0001.png"]
+    assert labelme.read_gt(tmp_path, image_ext=".jpg")["videos"][0]["file_names"] == ["v/0001.jpg"]

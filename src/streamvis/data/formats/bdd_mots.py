@@ -265,7 +265,7 @@ def _read_scalabel(path: Path, *, image_size, scored: bool) -> tuple[list[Video]
             raise DataFormatError(
                 "a frame must be an object with a 'name'", path=path, where=f"frames[{i}]", field="name"
             )
-        by_video.setdefault(str(frame.get("videoName") or ""), []).append((i, frame))
+        by_video.setdefault(str(frame.get("videoName") or path.stem), []).append((i, frame))
     categories: list[str] = []
     videos = []
     for video_name, items in by_video.items():

@@ -159,7 +159,8 @@ def _read_video(folder: Path, image_ext: str | None) -> Video:
                 field="imageHeight",
             )
         size = frame_size
-        image_name = Path(str(data.get("imagePath") or file.stem)).name
+        # labelme on Windows writes imagePath with backslashes (e.g. "..\\images\\0001.jpg")
+        image_name = Path(str(data.get("imagePath") or file.stem).replace("\\", "/")).name
         if image_ext is not None:
             image_name = f"{Path(image_name).stem}{image_ext}"
         file_names.append(f"{folder.name}/{image_name}")
