@@ -17,10 +17,12 @@ with ``task_id``; each task becomes one video. Frame numbers are 0-based within 
 
 Track semantics (as CVAT plays a track back): the state at frame f is the track's last element at
 or before f; ``outside="1"`` means the object is absent from that frame on, and a track without a
-closing outside element lasts to the task's last frame. Between two visible polygons with the same
-number of vertices the vertices are interpolated linearly (CVAT's interpolation for equal
-vertex counts); otherwise, and for masks (CVAT does not interpolate masks), the earlier shape is
-repeated. Mask ``rle`` is CVAT's: run lengths over the ``width`` x ``height`` box at (left, top),
+closing outside element lasts to the task's last frame. CVAT's own exports list every frame of a
+track (interpolated frames with ``keyframe="0"``), so nothing needs interpolating there; for files
+that list keyframes only, the vertices of two visible polygons with the same number of points are
+interpolated linearly, vertex by vertex (CVAT resamples the contours instead, so in-between frames
+can differ slightly); otherwise, and for masks (CVAT does not interpolate masks), the earlier shape
+is repeated. Mask ``rle`` is CVAT's: run lengths over the ``width`` x ``height`` box at (left, top),
 row-major, starting with a background run (cvat_sdk ``masks.encode_mask``). Boxes, polylines,
 points, ellipses and skeletons carry no region mask and are skipped.
 
