@@ -222,7 +222,7 @@ def _track_from_entry(entry: dict, track_id: int, video: dict, category: str, wh
             seg, video["height"], video["width"], where=where, field=f"segmentations[{f}]"
         )
         segmentations[f] = rle_to_json(rle)
-    extra = {k: v for k, v in entry.items() if k.startswith(("bdd_", "cvat_"))}
+    extra = {k: v for k, v in entry.items() if k.startswith("bdd_")}  # BDD100K attribute bits, label ids
     return Track(
         track_id=track_id,
         category=category,
