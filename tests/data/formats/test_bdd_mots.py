@@ -72,7 +72,9 @@ def test_instance_with_two_categories_is_refused(tmp_path):
     frame[0:2, 0:2] = (3, 0, 0, 5)
     frame[3:4, 3:4] = (4, 0, 0, 5)
     _write_video(tmp_path / "m" / "vid", [frame])
-    with pytest.raises(DataFormatError, match=r"vid-0000001\.png: instance 5 has several values \[3, 4\]"):
+    message = r"vid-0000001\.png: instance 5 has several \(category R, attributes G\) values "
+    message += r"\[\(3, 0\), \(4, 0\)\]"
+    with pytest.raises(DataFormatError, match=message):
         bdd_mots.read_gt(tmp_path / "m")
 
 

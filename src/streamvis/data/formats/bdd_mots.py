@@ -38,12 +38,13 @@ from streamvis.data.formats.common import (
     build_results,
     check_frame_size,
     dataset_videos,
+    id_map_to_rles,
     natural_key,
     paint_id_map,
     read_png,
     results_videos,
 )
-from streamvis.data.masks import check_rle_dict, encode_masks
+from streamvis.data.masks import check_rle_dict
 from streamvis.data.ytvis import read_json
 from streamvis.errors import DataFormatError, StreamvisError
 from streamvis.utils.io import atomic_open
@@ -71,31 +72,36 @@ def _video_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _split_bitmask(png: Path, rgba: np.ndarray) -> list[tuple[int, int, int, np.ndarray]]:
-    """(instance id, category id, attribute bits, mask) for each instance of one bitmask."""
-    rgba = rgba.astype(np.int32)
+def _split_bitmask(png: Path, rgba: np.ndarray) -> tuple[np.ndarray, dict[int, tuple[int, int]]]:
+    """The (H, W) instance-id map of one bitmask and ``{instance id: (category id, attribute bits)}``.
+
+    Raises:
+        DataFormatError: an instance with several R (category) or G (attribute) values, or R = 0.
+    """
+    rgba = rgba.astype(np.int64)
     instance_map = (rgba[..., 2] << 8) + rgba[..., 3]  # (H, W)
-    out = []
-    for instance_id in np.unique(instance_map):
-        if instance_id == 0:
-            continue
-        mask = instance_map == instance_id
-        for channel, name in ((0, "category (R)"), (1, "attributes (G)")):
-            values = np.unique(rgba[..., channel][mask])
-            if values.size != 1:
-                raise DataFormatError(
-                    f"instance {int(instance_id)} has several values {values.tolist()} in its {name} "
-                    "channel; "
-                    "a BDD100K bitmask gives one category and one attribute value per instance",
-                    path=png,
-                )
-        category_id, attributes = int(rgba[..., 0][mask][0]), int(rgba[..., 1][mask][0])
-        if category_id == 0:
+    foreground = instance_map > 0
+    # one sort over (instance, R, G) of the foreground pixels instead of one pass per instance
+    keys = np.unique(
+        (instance_map[foreground] << 16) + (rgba[..., 0][foreground] << 8) + rgba[..., 1][foreground]
+    )
+    instances, categories, attributes = keys >> 16, (keys >> 8) & 255, keys & 255
+    labels = {}
+    for k, instance_id in enumerate(instances.tolist()):
+        if instance_id in labels:
+            rows = instances == instance_id
             raise DataFormatError(
-                f"instance {int(instance_id)} has category 0 (background) in the R channel", path=png
+                f"instance {instance_id} has several (category R, attributes G) values "
+                f"{list(zip(categories[rows].tolist(), attributes[rows].tolist()))}; a BDD100K bitmask "
+                "gives one category and one attribute value per instance",
+                path=png,
             )
-        out.append((int(instance_id), category_id, attributes, mask))
-    return out
+        if categories[k] == 0:
+            raise DataFormatError(
+                f"instance {instance_id} has category 0 (background) in the R channel", path=png
+            )
+        labels[instance_id] = (int(categories[k]), int(attributes[k]))
+    return instance_map, labels
 
 
 def _read_bitmask_video(folder: Path, categories: tuple[str, ...], image_ext: str) -> Video:
@@ -110,9 +116,9 @@ def _read_bitmask_video(folder: Path, categories: tuple[str, ...], image_ext: st
         rgba = read_png(png, modes=("RGBA",), what="a BDD100K bitmask")
         check_frame_size(png, rgba.shape[:2], size, pngs[0])
         size = rgba.shape[:2]
-        instances = _split_bitmask(png, rgba)
-        rles = encode_masks(np.stack([m for *_, m in instances])) if instances else []
-        for (instance_id, category_id, attributes, _), rle in zip(instances, rles):
+        instance_map, labels = _split_bitmask(png, rgba)
+        for instance_id, rle in id_map_to_rles(instance_map).items():
+            category_id, attributes = labels[instance_id]
             if category_id > len(categories):
                 raise DataFormatError(
                     f"instance {instance_id} has category id {category_id}, but only {len(categories)} "
@@ -170,16 +176,11 @@ def _write_bitmasks(videos: list[Video], out_path, categories, *, overlap: str, 
                     where=where,
                     dtype=np.int32,
                 )
-                rgba = np.zeros((video.height, video.width, 4), np.uint8)
+                colors = np.zeros((len(video.tracks) + 1, 4), np.uint8)  # row 0: background
                 for k, track in enumerate(video.tracks, start=1):
-                    mask = owner == k
-                    if mask.any():
-                        rgba[mask] = (
-                            category_ids[k - 1],
-                            _attribute_bits(track, frame),
-                            track.track_id >> 8,
-                            track.track_id & 255,
-                        )
+                    bits = _attribute_bits(track, frame)
+                    colors[k] = (category_ids[k - 1], bits, track.track_id >> 8, track.track_id & 255)
+                rgba = colors[owner]  # (H, W, 4)
                 Image.fromarray(rgba, mode="RGBA").save(folder / f"{Path(file_name).stem}.png")
 
 

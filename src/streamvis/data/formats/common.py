@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pycocotools.mask as mask_util
 from PIL import Image
 
 from streamvis.data.masks import (
-    decode_rle,
-    encode_masks,
     rle_area,
     rle_to_bbox,
     rle_to_json,
@@ -316,8 +315,16 @@ def id_map_to_rles(id_map: np.ndarray, ignore: tuple[int, ...] = (0,)) -> dict[i
     ids = [int(i) for i in np.unique(id_map) if int(i) not in ignore]
     if not ids:
         return {}
-    masks = id_map[None, :, :] == np.asarray(ids, dtype=id_map.dtype)[:, None, None]  # (N, H, W)
-    return dict(zip(ids, encode_masks(masks)))
+    # build the (H, W, N) column-major stack pycocotools encodes from ONE transposed copy of the map
+    # (comparing a C-ordered map into Fortran slices would transpose it once per id)
+    id_map_f = np.asfortranarray(id_map)
+    masks = np.empty((*id_map.shape, len(ids)), dtype=np.uint8, order="F")
+    for k, object_id in enumerate(ids):
+        np.equal(id_map_f, object_id, out=masks[:, :, k], casting="unsafe")
+    return {
+        object_id: {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        for object_id, rle in zip(ids, mask_util.encode(masks))
+    }
 
 
 OVERLAP_RULES = ("error", "score", "later")
@@ -350,13 +357,15 @@ def paint_id_map(
     """
     if overlap not in OVERLAP_RULES:
         raise StreamvisError(f"overlap must be one of {list(OVERLAP_RULES)}, got {overlap!r}")
-    painted = np.zeros((height, width), dtype=dtype)
+    # work in column-major order, as pycocotools decodes, and make the result C-ordered once
+    painted = np.zeros((height, width), dtype=dtype, order="F")
     present = [(t, v) for t, v in zip(tracks, values) if frame in t.segmentations]
     if overlap == "score":
         present.sort(key=lambda tv: -np.inf if tv[0].score is None else tv[0].score)
-    owner = np.zeros((height, width), dtype=np.int64)  # index+1 of the track owning each pixel
+    owner = np.zeros((height, width), dtype=np.int64, order="F")  # index+1 of the owning track
     for k, (track, value) in enumerate(present, start=1):
-        mask = decode_rle(track.segmentations[frame]).astype(bool)
+        rle = track.segmentations[frame]
+        mask = mask_util.decode({"size": rle["size"], "counts": _counts_bytes(rle["counts"])}).view(bool)
         if overlap == "error":
             clash = owner[mask]
             if clash.any():
@@ -369,7 +378,11 @@ def paint_id_map(
                 )
         owner[mask] = k
         painted[mask] = value
-    return painted
+    return np.ascontiguousarray(painted)
+
+
+def _counts_bytes(counts) -> bytes:
+    return counts.encode("ascii") if isinstance(counts, str) else counts
 
 
 # --------------------------------------------------------------------------- output
