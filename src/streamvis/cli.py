@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "print speed figures"),
     "convert": ("convert", "convert an official CrossVIS checkpoint to a streamvis weights file"),
     "export": ("export", "write a compact weights file (no optimizer state) from a training checkpoint"),
+    "convert-data": ("convert_data", "convert annotations or results between formats (CVAT, MOTS, ...)"),
+    "package": ("package", "check a results json against its split and zip it for the evaluation server"),
 }
 
 
