@@ -44,6 +44,7 @@ def _argv(synth, out_dir, *extra) -> list[str]:
     return argv + list(extra)
 
 
+@pytest.mark.slow  # three CrossVIS training runs through the CLI
 def test_train_then_resume_exactly_with_crossvis(tiny_synth, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     torch.set_num_threads(1)
