@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint clean
+.PHONY: test test-all demo lint clean
 
 # torch is installed first and pinned through constraints.txt, so the local CPU wheel is used and
 # no CUDA packages are pulled in by `pip install -e .[dev]`.
@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# the fast suite (tests marked `slow` left out: DDP processes, repeated training runs, golden losses)
 test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# everything, slow tests included (what CI runs: .ci/run)
+test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -38,7 +38,7 @@ CLS_BIAS_SHIFT = -4.2
 def rule_r50_model():
     """CrossVIS R-50 (official YTVIS-2019 config) with weights_rule.md-style weights, eval mode."""
     from streamvis.models.build import build_model, preset
-    from streamvis.models.rule_weights import fill_with_rule
+    from streamvis.models.crossvis.rule_weights import fill_with_rule
 
     model = build_model(preset("crossvis_r50"))
     fill_with_rule(model, cls_bias_shift=CLS_BIAS_SHIFT)
@@ -105,7 +105,7 @@ def _models(args):
     """(name, model, frame size) for each --models entry."""
     from streamvis.assets import default_weights_path
     from streamvis.commands.demo import split_settings
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
 
     for name in args.models.split(","):
         if name == "bundled":

@@ -40,9 +40,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 from streamvis.models.build import build_model  # noqa: E402
-from streamvis.models.convert import convert_official  # noqa: E402
-from streamvis.models.crossvis import optimize_for_inference  # noqa: E402
-from streamvis.models.rule_weights import official_rule_state_dict, read_key_table  # noqa: E402
+from streamvis.models.crossvis.convert import convert_official  # noqa: E402
+from streamvis.models.crossvis.model import optimize_for_inference  # noqa: E402
+from streamvis.models.crossvis.rule_weights import official_rule_state_dict, read_key_table  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "reference" / "crossvis"
 OFFICIAL_SECONDS = {50: 0.58, 101: 0.76}  # timing.md, medians over the two golden images

@@ -98,7 +98,7 @@ def run_stream(model, frames: Iterator[np.ndarray], checkpoints: list[int], *, t
 def _model(args):
     from streamvis.assets import default_weights_path
     from streamvis.commands.demo import split_settings
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
 
     if args.tiny:
         return "tiny random-init crossvis_r18_small", tiny_model(), ((192, 320), 8)

@@ -24,10 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("render", "draw overlays of a results json on frames or a video"),
     "demo": ("demo", "bundled model on generated videos: tracks, overlays and metrics"),
     "bench": ("bench", "print speed figures"),
-    "convert": ("convert", "convert an official CrossVIS checkpoint to a streamvis weights file"),
+    "convert": ("convert", "convert an official checkpoint (CrossVIS) to a streamvis weights file"),
     "export": ("export", "write a compact weights file (no optimizer state) from a training checkpoint"),
     "convert-data": ("convert_data", "convert annotations or results between formats (CVAT, MOTS, ...)"),
     "package": ("package", "check a results json against its split and zip it for the evaluation server"),
+    "inspect": ("inspect", "print what a weights file or checkpoint holds (method, config, classes, source)"),
 }
 
 

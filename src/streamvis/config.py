@@ -6,9 +6,11 @@ key is a `ConfigError` that suggests the nearest valid name. `load_config` reads
 applies ``--set`` overrides (values parsed with ``yaml.safe_load``) and returns an
 `ExperimentConfig`; `save_config` writes the resolved config back as YAML.
 
-The model and data configs live beside their builders (`streamvis.models.build.ModelConfig`,
-`streamvis.data.loader.DataConfig`); they are imported lazily, so this module does not import
-torch until an `ExperimentConfig` is built.
+The model and data configs live beside their code: each method has its own config class, chosen
+by ``model.method`` through `streamvis.models.build.METHODS` (e.g. `CrossVISConfig` in
+models/crossvis/config.py; the old key ``model.architecture`` still reads as ``model.method``),
+and the data config is `streamvis.data.loader.DataConfig`. They are imported lazily, so this
+module does not import torch until an `ExperimentConfig` is built.
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ from streamvis.errors import ConfigError
 def _lazy_namespace() -> dict[str, type]:
     """Config classes defined in other modules, resolved only when a hint needs them."""
     from streamvis.data.loader import DataConfig
-    from streamvis.models.build import ModelConfig
 
-    return {"ModelConfig": ModelConfig, "DataConfig": DataConfig}
+    return {"DataConfig": DataConfig}
 
 
 def _type_hints(cls: type) -> dict[str, Any]:
@@ -77,13 +78,18 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "") ->
     if not isinstance(data, Mapping):
         raise ConfigError(f"config '{prefix or '<root>'}' must be a mapping, got {type(data).__name__}")
     hints = _type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    names = list(fields)
     kwargs = {}
     for key, value in data.items():
         if key not in names:
             hint = _suggest(str(key), names, prefix)
             raise ConfigError(f"unknown config key '{_join(prefix, str(key))}'{hint}")
-        kwargs[key] = coerce(value, hints[key], _join(prefix, key))
+        build = fields[key].metadata.get("from_dict")  # a field whose class depends on its value
+        if build is not None and not dataclasses.is_dataclass(value):
+            kwargs[key] = build(value, prefix=_join(prefix, key))
+        else:
+            kwargs[key] = coerce(value, hints[key], _join(prefix, key))
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -256,8 +262,9 @@ def load_config(path=None, overrides: Sequence[str] = (), *, cls: type | None = 
 def expand_model_preset(data: Mapping[str, Any]) -> dict[str, Any]:
     """``model: {preset: NAME, key: value}`` -> the preset's fields, then the given keys on top.
 
-    Presets are `streamvis.models.build.PRESETS` (e.g. ``crossvis_r18_small``); the saved
-    config.yaml lists every resolved field instead of the preset name.
+    Presets are every method's `MethodSpec.presets` (`streamvis.models.build.preset`, e.g.
+    ``crossvis_r18_small``); the saved config.yaml lists every resolved field instead of the
+    preset name.
     """
     model = data.get("model")
     if not isinstance(model, Mapping) or "preset" not in model:
@@ -372,7 +379,16 @@ class TrainConfig:
 
 
 def _default_model_config():
-    return _lazy_namespace()["ModelConfig"]()
+    from streamvis.models.build import model_config_from_dict
+
+    return model_config_from_dict({})
+
+
+def _model_config_from_dict(data, *, prefix: str):
+    """The config class of ``data["method"]`` (`streamvis.models.build.METHODS`), built from `data`."""
+    from streamvis.models.build import model_config_from_dict
+
+    return model_config_from_dict(data, prefix=prefix)
 
 
 def _default_data_config():
@@ -384,7 +400,8 @@ class ExperimentConfig:
     """Everything one training run needs; saved as ``config.yaml`` in its output folder.
 
     Args:
-        model: architecture (`streamvis.models.build.ModelConfig`).
+        model: the method's config, chosen by ``model.method`` (default ``crossvis``:
+            `streamvis.models.crossvis.config.CrossVISConfig`; `streamvis.models.build.METHODS`).
         data: datasets and sampling/augmentation (`streamvis.data.loader.DataConfig`).
         solver: optimizer and schedule.
         train: loop settings (checkpoints, logging, evaluation, device, AMP).
@@ -392,7 +409,7 @@ class ExperimentConfig:
         output_dir: where checkpoints, metrics.jsonl, loss_curve.png and config.yaml go.
     """
 
-    model: ModelConfig = field(default_factory=_default_model_config)  # noqa: F821 (lazy, see _lazy_namespace)
+    model: Any = field(default_factory=_default_model_config, metadata={"from_dict": _model_config_from_dict})
     data: DataConfig = field(default_factory=_default_data_config)  # noqa: F821
     solver: SolverConfig = field(default_factory=SolverConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,4 +1,4 @@
-"""`streamvis bench` and the helpers of benchmarks/bench_trackers.py, bench_e2e.py, bench_memory.py."""
+"""`streamvis bench` and the helpers of benchmarks/bench_e2e.py and bench_memory.py."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 import torch
 
 from streamvis.cli import main
-from streamvis.data.masks import decode_rle, encode_masks
 from streamvis.structures import Instances
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -24,79 +22,6 @@ def load_script(name: str):
     sys.modules[spec.name] = module  # dataclasses resolve their string annotations through it
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def trackers_bench():
-    return load_script("trackers")
-
-
-def _square(top: int, left: int, size: int = 4, shape=(10, 10)) -> dict:
-    mask = np.zeros((1, *shape), dtype=bool)
-    mask[0, top : top + size, left : left + size] = True
-    return encode_masks(mask)[0]
-
-
-# --------------------------------------------------------------------------- cached detections
-def test_frame_detections_round_trip(trackers_bench):
-    masks = torch.zeros(2, 6, 8, dtype=torch.bool)
-    masks[0, 1:3, 2:5] = True
-    masks[1, 4:, :] = True
-    inst = Instances((6, 8), boxes=torch.rand(2, 4), scores=torch.tensor([0.9, 0.2]),
-                     classes=torch.tensor([1, 0]), embeddings=torch.rand(2, 5), masks=masks,
-                     global_mask_probs=torch.rand(2, 2, 2))
-    back = trackers_bench.FrameDetections.from_instances(inst).to_instances()
-    assert back.image_size == (6, 8) and not back.has("global_mask_probs")
-    for name in ("boxes", "scores", "classes", "embeddings", "masks"):
-        assert torch.equal(back.get(name), inst.get(name)), name
-    empty = trackers_bench.FrameDetections.from_instances(inst[torch.zeros(2, dtype=torch.bool)])
-    assert empty.to_instances().masks.shape == (0, 6, 8)
-
-
-class OracleModel:
-    """Stands in for a model: returns the ground-truth objects of each frame, in dataset order."""
-
-    def __init__(self, gt):
-        self.config = SimpleNamespace(num_classes=len(gt["categories"]), class_names=None,
-                                      test_short_side=32, test_max_size=48)
-        self.frames = [(v, t) for v in gt["videos"] for t in range(v["length"])]
-        self.annotations = gt["annotations"]
-        self.calls = 0
-
-    def predict(self, images, output_sizes):
-        video, t = self.frames[self.calls]
-        self.calls += 1
-        anns = [a for a in self.annotations if a["video_id"] == video["id"] and a["segmentations"][t]]
-        masks = torch.zeros((len(anns), *output_sizes[0]), dtype=torch.bool)
-        for i, a in enumerate(anns):
-            masks[i] = torch.from_numpy(decode_rle(a["segmentations"][t])).bool()
-        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bboxes"][t] for a in anns)],
-                             dtype=torch.float32).reshape(-1, 4)
-        embeddings = torch.nn.functional.one_hot(torch.tensor([a["id"] for a in anns], dtype=torch.long),
-                                                 64).float().reshape(-1, 64)
-        return [Instances(tuple(output_sizes[0]), boxes=boxes, scores=torch.full((len(anns),), 0.9),
-                          classes=torch.tensor([a["category_id"] - 1 for a in anns], dtype=torch.long),
-                          embeddings=embeddings, masks=masks)]
-
-
-def test_compare_trackers_on_oracle_detections(trackers_bench, tmp_path):
-    from streamvis.data.synthetic import generate_dataset
-    from streamvis.data.ytvis import load_ytvis
-
-    json_path = generate_dataset(tmp_path / "valid", num_videos=2, seed=1, split="valid", size=(32, 48),
-                                 frames=(4, 5), num_classes=3, workers=1)
-    gt = load_ytvis(json_path)
-    assert gt["annotations"], "the case needs objects"
-    model = OracleModel(gt)
-    rows = trackers_bench.compare_trackers(model, gt, json_path.parent / "JPEGImages", progress=False)
-    assert model.calls == sum(v["length"] for v in gt["videos"])  # the model ran once per frame
-    assert [r["tracker"] for r in rows] == ["default", "crossvis"]
-    visible = sum(s is not None for a in gt["annotations"] for s in a["segmentations"])
-    for row in rows:
-        assert row["AP"] == pytest.approx(1.0) and row["AP50"] == pytest.approx(1.0), row
-        assert (row["id_switches"], row["matched_frames"], row["gt_frames"]) == (0, visible, visible)
-        assert row["tracks"] == len(gt["annotations"])
-    assert "default" in trackers_bench.format_rows(rows)
 
 
 # ----------------------------------------------------------------------------------- e2e, memory

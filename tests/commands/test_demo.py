@@ -18,8 +18,7 @@ SUMMARY_KEYS = {"AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1"
 def save_tiny_model(path, *, num_classes=3, size=(64, 96), meta=None):
     """A random-init crossvis_r18_small saved as a streamvis weights file (the format load_model reads)."""
     from streamvis.models.build import build_model, preset
-    from streamvis.models.convert import weights_file
-    from streamvis.utils.io import atomic_torch_save
+    from streamvis.models.weights import save_weights
 
     cfg = preset("crossvis_r18_small").replace(num_classes=num_classes, num_identities=10,
                                                test_short_side=size[0], test_max_size=size[1],
@@ -29,7 +28,7 @@ def save_tiny_model(path, *, num_classes=3, size=(64, 96), meta=None):
     with torch.no_grad():
         model.head.cls_logits.bias[0] = 4.0  # untrained: make class 0 fire, so tracks exist
         model.head.controller.bias[-1] = 8.0  # last dynamic-conv bias: non-empty masks
-    atomic_torch_save(weights_file(model.state_dict(), cfg, **(meta or {})), path)
+    save_weights(path, model.state_dict(), cfg, **(meta or {}))
     return path
 
 
@@ -89,15 +88,15 @@ def test_prepare_split_regenerates_on_other_parameters(tmp_path):
 
 def test_split_settings_reads_meta_and_refuses_non_synthetic_models(tmp_path):
     from streamvis.commands.demo import split_settings
-    from streamvis.models.build import ModelConfig
+    from streamvis.models.crossvis.config import CrossVISConfig
 
     path = save_tiny_model(tmp_path / "m.pth", meta={"synthetic": {"size": [48, 80], "num_classes": 2}})
-    cfg = ModelConfig(depth=18, num_classes=3, test_short_side=64, test_max_size=96)
+    cfg = CrossVISConfig(depth=18, num_classes=3, test_short_side=64, test_max_size=96)
     assert split_settings(path, cfg) == ((48, 80), 2)
     plain = save_tiny_model(tmp_path / "plain.pth")
     assert split_settings(plain, cfg) == ((64, 96), 3)
     with pytest.raises(StreamvisError, match="synthetic videos have at most"):
-        split_settings(plain, ModelConfig(depth=18, num_classes=40))
+        split_settings(plain, CrossVISConfig(depth=18, num_classes=40))
 
 
 def test_missing_bundled_model_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -25,11 +25,11 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    from streamvis.models.build import ModelConfig, build_model
-    from streamvis.models.convert import weights_file
-    from streamvis.utils.io import atomic_torch_save
+    from streamvis.models.build import build_model
+    from streamvis.models.crossvis.config import CrossVISConfig
+    from streamvis.models.weights import save_weights
 
-    cfg = ModelConfig(
+    cfg = CrossVISConfig(
         depth=18,
         num_classes=3,
         class_names=("cat", "dog", "fox"),
@@ -53,7 +53,7 @@ def weights(tmp_path_factory):
             8.0  # last dynamic-conv bias (official order w0 w1 w2 b0 b1 b2): masks on
         )
     path = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    atomic_torch_save(weights_file(model.state_dict(), cfg), path)
+    save_weights(path, model.state_dict(), cfg)
     return path
 
 
@@ -186,5 +186,5 @@ def test_predict_tracker_options(tmp_path, weights, capsys):
     err = capsys.readouterr().err
     assert "max_agee" in err and "max_age" in err.replace("max_agee", "")
     assert main([*base, "--out", str(tmp_path / "c"), "--tracker-set", "max_age=soon"]) == 2
-    assert "max_age takes a value of type int" in capsys.readouterr().err
+    assert "'tracker.max_age' must be int" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()  # refused before any work

@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -139,13 +137,6 @@ def test_segmentation_to_rle_errors_name_file_item_and_field(case):
     message = str(info.value)
     assert message.startswith("gt.json: annotations[3] (id 9): field 'segmentations[2]")
     assert info.value.path == "gt.json" and info.value.field.startswith("segmentations[2]")
-
-
-def test_masks_module_does_not_import_torch():
-    modules = "streamvis.data.masks, streamvis.data.ytvis, streamvis.data.categories"
-    code = f"import sys, {modules}; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
 
 
 def uncompressed_counts(mask: np.ndarray) -> list[int]:

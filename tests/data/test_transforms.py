@@ -13,10 +13,10 @@ from streamvis.data.transforms import (
     hflip_boxes,
     hflip_image,
     hflip_masks,
-    normalize_and_pad,
     resize_boxes,
     shortest_edge_size,
 )
+from streamvis.ops.image import normalize_and_pad
 
 
 @pytest.mark.parametrize(

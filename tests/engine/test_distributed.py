@@ -49,6 +49,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two torchrun-style processes (gloo): ~10 s
 def test_two_cpu_processes_train_in_sync(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

@@ -14,15 +14,19 @@ from streamvis.data.masks import decode_rle
 from streamvis.data.video import read_frames, write_video
 from streamvis.engine.predict import VideoPredictor, category_ids_for, predict_dataset, preprocess_frame
 from streamvis.structures import Instances
-from streamvis.tracking import DefaultTracker
+from streamvis.tracking import DefaultTrackerOptions
 
 
 @dataclass(frozen=True)
 class FakeConfig:
+    """The method-contract fields of a config (models/build.py)."""
+
+    method: str = "crossvis"
     test_short_side: int = 16
     test_max_size: int = 40
     num_classes: int = 3
     class_names: tuple | None = None
+    category_ids: tuple | None = None
 
 
 class FakeModel:
@@ -94,7 +98,7 @@ def test_video_predictor_on_mp4(tmp_path, tracker):
     assert model.input_shapes[0] == ((3, 16, 24), torch.uint8)
     (entry,) = predictor.finalize()
     # crossvis: the mean member score; default: times (members / frames) ** length_weight
-    score = 0.75 if tracker == "crossvis" else 0.75 * (4 / 5) ** DefaultTracker().length_weight
+    score = 0.75 if tracker == "crossvis" else 0.75 * (4 / 5) ** DefaultTrackerOptions().length_weight
     assert entry["video_id"] == 3 and entry["category_id"] == 2 and entry["score"] == pytest.approx(score)
     segmentations = entry["segmentations"]
     assert len(segmentations) == 5 and segmentations[2] is None
@@ -148,3 +152,9 @@ def test_category_ids_for():
     assert category_ids_for(FakeConfig(), categories) == [4, 5, 9]
     assert category_ids_for(FakeConfig(class_names=("c", "b", "a")), categories) == [9, 5, 4]
     assert category_ids_for(FakeConfig(num_classes=40), categories) is None
+    assert category_ids_for(FakeConfig(category_ids=(3, 1, 2)), categories) == [3, 1, 2]
+
+
+def test_the_method_chooses_the_default_tracker():
+    predictor = VideoPredictor(FakeModel())  # FakeConfig.method: crossvis -> its default tracker
+    assert type(predictor.tracker).__name__ == "DefaultTracker"

@@ -18,8 +18,9 @@ from streamvis.engine.train import LossNotFiniteError, derive_seed, train
 
 @dataclass(frozen=True)
 class ToyModelConfig:
-    """Stands in for models.build.ModelConfig."""
+    """Stands in for a method config (models/build.py); `train` only reads ``method``."""
 
+    method: str = "toy"
     width: int = 4
     dropout: float = 0.25
 
@@ -152,7 +153,8 @@ def test_training_lowers_losses_and_writes_outputs(tmp_path):
                      "model_0000024.pth", "model_0000027.pth", "model_final.pth"]
     assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     final = load_checkpoint(tmp_path / "model_final.pth")
-    assert final["config"] == {"width": 4, "dropout": 0.0}
+    assert final["config"] == {"method": "toy", "width": 4, "dropout": 0.0}
+    assert (final["method"], final["format"], final["format_version"]) == ("toy", "streamvis-weights", 2)
     assert final["experiment"]["solver"]["max_iter"] == 30
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from streamvis.cli import main
-from streamvis.engine.checkpoint import export_weights, load_checkpoint
+from streamvis.engine.checkpoint import load_checkpoint
 from streamvis.engine.hooks import read_metrics
+from streamvis.models.weights import export_weights
 
 REPO = Path(__file__).resolve().parents[2]
 LOSS_KEYS = {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_cross_over", "loss_reid"}
@@ -43,6 +44,7 @@ def _argv(synth, out_dir, *extra) -> list[str]:
     return argv + list(extra)
 
 
+@pytest.mark.slow  # three CrossVIS training runs through the CLI
 def test_train_then_resume_exactly_with_crossvis(tiny_synth, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     torch.set_num_threads(1)
@@ -57,14 +59,16 @@ def test_train_then_resume_exactly_with_crossvis(tiny_synth, tmp_path, monkeypat
     b = load_checkpoint(tmp_path / "part" / "model_final.pth")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-    from streamvis.models.convert import load_model  # what `streamvis predict --weights` uses
+    from streamvis.models.weights import load_model  # what `streamvis predict --weights` uses
 
     model = load_model(tmp_path / "full" / "model_final.pth")
     assert model.config.depth == 18 and model.config.num_identities == 16
     assert torch.equal(model.state_dict()["head.cls_logits.weight"], a["head.cls_logits.weight"])
     exported = export_weights(tmp_path / "full" / "model_final.pth", tmp_path / "w.pth", note="tiny")
     data = torch.load(exported, weights_only=True)
-    assert set(data) == {"model", "config", "meta"} and data["meta"]["iteration"] == 2
+    assert set(data) == {"format", "format_version", "method", "model", "config", "meta"}
+    assert data["method"] == "crossvis" and data["meta"]["iteration"] == 2
+    assert data["meta"]["source"] == "model_final.pth"
     assert data["meta"]["note"] == "tiny" and data["meta"]["experiment"]["solver"]["max_iter"] == 2
     reloaded = load_model(exported).state_dict()
     assert torch.equal(reloaded["head.cls_logits.weight"], a["head.cls_logits.weight"])

@@ -1,4 +1,4 @@
-"""Builder table, presets and a smoke test of every architecture (predict + loss + backward)."""
+"""The method table, presets and a smoke test of every method (predict + loss + backward)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ import torch
 
 from streamvis.config import from_dict, to_dict
 from streamvis.errors import ConfigError
-from streamvis.models.build import MODEL_BUILDERS, PRESETS, ModelConfig, build_model, preset
-from streamvis.models.criterion import LossConfig
+from streamvis.models.build import (
+    METHODS,
+    all_presets,
+    build_model,
+    check_method_config,
+    model_config_from_dict,
+    preset,
+)
+from streamvis.models.crossvis.config import CrossVISConfig, LossConfig
 from streamvis.structures import FrameBatch, Instances, PairBatch
 
 SMALL = "crossvis_r18_small"
@@ -33,37 +40,68 @@ def _pair_batch() -> PairBatch:
                      FrameBatch([f[0] for f in ref], [f[1] for f in ref]))
 
 
+# a small config of every method in the table: a new method must add one (test below)
+SMOKE_CONFIGS = {"crossvis": preset(SMALL).replace(num_classes=4, num_identities=10)}
+
+
 @pytest.fixture(scope="module")
 def small_model():
     torch.manual_seed(0)
-    return build_model(preset(SMALL).replace(num_classes=4, num_identities=10))
+    return build_model(SMOKE_CONFIGS["crossvis"])
 
 
 def test_presets_and_errors():
-    assert set(PRESETS) == {"crossvis_r50", "crossvis_r101", "crossvis_r18_small"}
-    assert preset("crossvis_r101").depth == 101 and preset("crossvis_r50") == ModelConfig()
-    assert isinstance(ModelConfig().loss, LossConfig)
+    assert set(all_presets()) == {"crossvis_r50", "crossvis_r101", "crossvis_r18_small"}
+    assert preset("crossvis_r101").depth == 101 and preset("crossvis_r50") == CrossVISConfig()
+    assert isinstance(CrossVISConfig().loss, LossConfig)
     with pytest.raises(ConfigError, match="crossvis_r50"):
         preset("crossvis_r5O")
     with pytest.raises(ConfigError):
-        ModelConfig(depth=152)
+        CrossVISConfig(depth=152)
     with pytest.raises(ConfigError):
-        ModelConfig(num_classes=2, class_names=("a",))
+        CrossVISConfig(num_classes=2, class_names=("a",))
     with pytest.raises(ConfigError):
-        ModelConfig(head_channels=48)
+        CrossVISConfig(head_channels=48)
     with pytest.raises(ConfigError, match="backbone_norm.*'GN'.*'SyncBN'"):
-        ModelConfig(backbone_norm="SyncBN")
+        CrossVISConfig(backbone_norm="SyncBN")
+    with pytest.raises(ConfigError, match="must be 'crossvis'"):
+        CrossVISConfig(method="pcan")
 
 
 def test_config_round_trips_through_a_dict():
     cfg = preset(SMALL).replace(class_names=("a", "b"), num_classes=2, backbone_norm="GN")
-    assert from_dict(ModelConfig, to_dict(cfg)) == cfg
+    assert to_dict(cfg)["method"] == "crossvis"
+    assert from_dict(CrossVISConfig, to_dict(cfg)) == cfg
+    assert model_config_from_dict(to_dict(cfg)) == cfg
 
 
-@pytest.mark.parametrize("architecture", sorted(MODEL_BUILDERS))
-def test_every_architecture_predicts_and_trains(architecture, small_model):
-    assert small_model.config.architecture == architecture
-    model = small_model
+def test_the_method_key_selects_the_config_class():
+    assert model_config_from_dict({}) == CrossVISConfig()  # no method: crossvis
+    old = {"architecture": "crossvis", "depth": 18}  # configs written before model.method
+    assert model_config_from_dict(old) == CrossVISConfig(depth=18)
+    with pytest.raises(ConfigError, match="unknown model.method 'maskrcnn'; choose one of: crossvis"):
+        model_config_from_dict({"method": "maskrcnn"})
+    with pytest.raises(ConfigError, match="disagree"):
+        model_config_from_dict({"architecture": "crossvis", "method": "pcan"})
+    with pytest.raises(ConfigError, match="did you mean 'model.depth'"):
+        model_config_from_dict({"method": "crossvis", "depht": 18})
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_follows_the_contract(method):
+    spec = METHODS[method]
+    check_method_config(spec.config_class)
+    assert spec.config_class().method == method
+    assert method in SMOKE_CONFIGS, f"add a small config of {method!r} to SMOKE_CONFIGS"
+    from streamvis.tracking import TRACKERS
+
+    assert spec.default_tracker in TRACKERS
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_predicts_and_trains(method, small_model):
+    model = small_model if method == "crossvis" else build_model(SMOKE_CONFIGS[method])
+    assert model.config.method == method
     image, _ = _frame(9)
     model.train()
     results = model.predict([image, image[:, :40, :64]], [(128, 192), (40, 64)])
@@ -71,14 +109,26 @@ def test_every_architecture_predicts_and_trains(architecture, small_model):
     assert [r.image_size for r in results] == [(128, 192), (40, 64)]
     for res in results:
         assert res.masks.shape[1:] == res.image_size and res.masks.dtype == torch.bool
-        assert res.embeddings.shape[1] == 64 and res.mask_head_params.shape[1] == 169
+        assert res.embeddings.ndim == 2 and len(res.embeddings) == len(res.scores) == len(res.boxes)
     losses = model.loss(_pair_batch())
-    assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_cross_over",
-                           "loss_reid"}
+    assert losses and all(key.startswith("loss_") for key in losses)
     total = sum(losses.values())
     assert torch.isfinite(total)
     model.zero_grad()
     total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_crossvis_smoke_details(small_model):
+    model = small_model.train()
+    image, _ = _frame(9)
+    (res,) = model.predict([image], [(128, 192)])
+    assert res.embeddings.shape[1] == 64 and res.controller_params.shape[1] == 169
+    losses = model.loss(_pair_batch())
+    assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_cross_over",
+                           "loss_reid"}
+    model.zero_grad()
+    sum(losses.values()).backward()
     assert model.head.cls_logits.weight.grad.abs().sum() > 0
     assert model.backbone.res3[0].conv1.weight.grad.abs().sum() > 0
     assert model.backbone.stem.conv1.weight.grad is None  # frozen (freeze_at 2)
@@ -126,7 +176,7 @@ def detecting_model():
 
 
 def _assert_fast_path_matches(model, options):
-    from streamvis.models.crossvis import optimize_for_inference
+    from streamvis.models.crossvis.model import optimize_for_inference
 
     fast = optimize_for_inference(model, **options)
     generator = torch.Generator().manual_seed(5)
@@ -134,7 +184,7 @@ def _assert_fast_path_matches(model, options):
     ref, got = model.predict([image])[0], fast.predict([image])[0]
     assert len(ref) >= 20 and fast.sparse_inference and fast.criterion is None
     assert got.classes.tolist() == ref.classes.tolist() and got.fpn_levels.tolist() == ref.fpn_levels.tolist()
-    for field in ("boxes", "scores", "embeddings", "mask_head_params", "global_mask_probs"):
+    for field in ("boxes", "scores", "embeddings", "controller_params", "global_mask_probs"):
         torch.testing.assert_close(got.get(field), ref.get(field), rtol=1e-4, atol=1e-4, msg=field)
     return fast
 

@@ -9,8 +9,9 @@ from tests.conftest import require_shared
 from streamvis.cli import main
 from streamvis.errors import DataFormatError
 from streamvis.models.build import build_model, preset
-from streamvis.models.convert import convert_official, infer_config, load_model
-from streamvis.models.rule_weights import read_key_table
+from streamvis.models.crossvis.convert import convert_official, infer_config
+from streamvis.models.crossvis.rule_weights import read_key_table
+from streamvis.models.weights import load_model
 
 # our prefix -> official prefix (written independently of convert.py; first match wins)
 TO_OFFICIAL = (("backbone.", "backbone.bottom_up."), ("fpn.lateral", "backbone.fpn_lateral"),
@@ -62,7 +63,7 @@ def test_cli_convert_then_load_model(tmp_path, small, capsys):
     out = tmp_path / "weights.pth"
     assert main(["convert", "--official", str(tmp_path / "official.pth"), "--out", str(out),
                  "--class-names", "cat, dog,fish"]) == 0
-    assert "R-18" in capsys.readouterr().out
+    assert "crossvis, 3 classes" in capsys.readouterr().out
     loaded = load_model(out)
     cfg = loaded.config
     assert not loaded.training
@@ -72,7 +73,9 @@ def test_cli_convert_then_load_model(tmp_path, small, capsys):
     for key, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
     data = torch.load(out, weights_only=True)
-    assert set(data) == {"model", "config", "meta"} and isinstance(data["config"], dict)
+    assert set(data) == {"format", "format_version", "method", "model", "config", "meta"}
+    assert data["method"] == data["config"]["method"] == "crossvis" and data["format_version"] == 2
+    assert data["meta"] == {"source": "official.pth", "converted_from": "official crossvis"}
 
 
 def test_bare_state_dict_is_accepted(small):

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from streamvis.errors import ConfigError
-from streamvis.models.condinst import DynamicMaskHead
-from streamvis.models.criterion import LOSS_KEYS, CrossVISCriterion, LossConfig
-from streamvis.models.embedding import PairwiseEmbeddingLoss
-from streamvis.models.fcos import HeadOutputs
+from streamvis.models.crossvis.condinst import DynamicMaskHead
+from streamvis.models.crossvis.config import LossConfig
+from streamvis.models.crossvis.criterion import LOSS_KEYS, CrossVISCriterion
+from streamvis.models.crossvis.embedding import PairwiseEmbeddingLoss
+from streamvis.models.crossvis.fcos import HeadOutputs
 from streamvis.models.losses import dice_loss
 from streamvis.ops.misc import aligned_bilinear, compute_locations
 from streamvis.structures import FrameBatch, Instances, PairBatch
@@ -30,7 +31,7 @@ def fake_outputs(seed: int, n: int = 2) -> HeadOutputs:
         cls_logits=[rand(NUM_CLASSES, h, w) for h, w in sizes],
         bbox_reg=[(torch.rand(n, 4, h, w, generator=g) * 3).requires_grad_() for h, w in sizes],
         ctrness=[rand(1, h, w) for h, w in sizes],
-        top_feats=[rand(169, h, w, 0.3) for h, w in sizes],
+        controller_params=[rand(169, h, w, 0.3) for h, w in sizes],
         reid_feats=[rand(16, h, w) for h, w in sizes],
         mask_feats=rand(8, H // 8, W // 8),
         locations=[compute_locations(h, w, s) for (h, w), s in zip(sizes, STRIDES)],
@@ -73,7 +74,7 @@ def test_keys_values_and_gradients():
     for key, value in losses.items():
         assert value.dim() == 0 and torch.isfinite(value) and value.item() > 0, key
     sum(losses.values()).backward()
-    for name in ("cls_logits", "bbox_reg", "ctrness", "top_feats", "reid_feats"):
+    for name in ("cls_logits", "bbox_reg", "ctrness", "controller_params", "reid_feats"):
         assert getattr(outs[1], name)[0].grad.abs().sum() > 0, name
     assert outs[0].mask_feats.grad.abs().sum() > 0
 
@@ -107,8 +108,9 @@ def official_crossover_first(crit, outs, batch, mask_head):
             if not pool:
                 continue
             j = pool[0]
-            logits = mask_head(pos[dst].mask_feats, pos[src].params[i:i + 1], pos[dst].locations[j:j + 1],
-                               pos[dst].fpn_levels[j:j + 1], torch.tensor([image]))
+            logits = mask_head(pos[dst].mask_feats, pos[src].controller_params[i:i + 1],
+                               pos[dst].locations[j:j + 1], pos[dst].fpn_levels[j:j + 1],
+                               torch.tensor([image]))
             score = aligned_bilinear(logits, 2).sigmoid()
             losses.append(dice_loss(score, pos[dst].gt_bitmasks[matches[0]][None, None]))
         directions.append(torch.cat(losses).mean())
@@ -188,7 +190,8 @@ def test_positives_gather_the_flattened_outputs_in_official_order():
     targets = crit.targets(outs, batch.frames[0])
     pos = targets.pos_inds
     positives = crit.positives(outs, batch.frames[0], targets)
-    for name, got in (("top_feats", positives.params), ("reid_feats", positives.embeddings)):
+    for name, got in (("controller_params", positives.controller_params),
+                      ("reid_feats", positives.embeddings)):
         flat = torch.cat([x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]) for x in getattr(outs, name)])
         assert torch.equal(got, flat[pos]), name
     assert positives.fpn_levels.tolist() == sorted(positives.fpn_levels.tolist())

@@ -17,10 +17,10 @@ import torch
 from tests.conftest import require_shared
 
 from streamvis.models.build import build_model
-from streamvis.models.convert import convert_official
-from streamvis.models.criterion import LOSS_KEYS
-from streamvis.models.rule_weights import official_rule_state_dict, read_key_table  # noqa: E402
-from streamvis.models.targets import CrossoverSampler
+from streamvis.models.crossvis.convert import convert_official
+from streamvis.models.crossvis.criterion import LOSS_KEYS
+from streamvis.models.crossvis.crossover import CrossoverSampler
+from streamvis.models.crossvis.rule_weights import official_rule_state_dict, read_key_table  # noqa: E402
 from streamvis.structures import FrameBatch, Instances, PairBatch
 
 pytestmark = pytest.mark.slow  # one R-50 forward of 2 x 2 frames (256 x 384) in train mode

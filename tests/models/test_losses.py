@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from streamvis.models.embedding import GlobalEmbeddingLoss, PairwiseEmbeddingLoss, embedding_scale
+from streamvis.models.crossvis.embedding import GlobalEmbeddingLoss, PairwiseEmbeddingLoss, embedding_scale
 from streamvis.models.losses import (
     centerness_loss,
     centerness_targets,

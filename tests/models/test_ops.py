@@ -110,7 +110,7 @@ def test_winograd_conv_matches_conv2d(shape, groups):
 
 
 def _one_level_outputs(cls_logits, bbox_reg, ctrness, stride=8):
-    from streamvis.models.fcos import HeadOutputs
+    from streamvis.models.crossvis.fcos import HeadOutputs
 
     height, width = cls_logits.shape[-2:]
     locations = compute_locations(height, width, stride)
@@ -119,7 +119,7 @@ def _one_level_outputs(cls_logits, bbox_reg, ctrness, stride=8):
 
 
 def test_detect_thresholds_decodes_and_caps():
-    from streamvis.models.fcos import detect
+    from streamvis.models.crossvis.fcos import detect
 
     logit = lambda p: torch.logit(torch.tensor(p))  # noqa: E731
     cls_logits = torch.full((2, 1, 3), -20.0)  # (C=2, H=1, W=3)
@@ -138,7 +138,7 @@ def test_detect_thresholds_decodes_and_caps():
 
 
 def test_detect_post_nms_cap_keeps_ties():
-    from streamvis.models.fcos import detect
+    from streamvis.models.crossvis.fcos import detect
 
     cls_logits = torch.full((1, 1, 5), 2.0)  # five equal scores at far-apart boxes
     cls_logits[0, 0, 4] = 1.0

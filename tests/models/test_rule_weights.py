@@ -3,7 +3,7 @@ import zlib
 
 import torch
 
-from streamvis.models.rule_weights import (
+from streamvis.models.crossvis.rule_weights import (
     BBOX_BIAS_SHIFT,
     OFFICIAL_SPECIAL_KEYS,
     STREAMVIS_SPECIAL_KEYS,

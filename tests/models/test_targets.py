@@ -7,18 +7,16 @@ import pytest
 import torch
 from tests.conftest import require_shared
 
-from streamvis.models.losses import centerness_targets
-from streamvis.models.targets import (
+from streamvis.models.crossvis.crossover import CrossoverSampler, counterparts, crossover_assignment
+from streamvis.models.crossvis.targets import (
     STRIDES,
-    CrossoverSampler,
     assign_image,
     box_centers,
     compute_locations,
-    counterparts,
-    crossover_assignment,
     fcos_targets,
     mask_centroids,
 )
+from streamvis.models.losses import centerness_targets
 
 GOLDEN = "reference/crossvis/golden_losses.npz"
 

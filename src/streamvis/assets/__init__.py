@@ -8,7 +8,7 @@ videos; the card (``MODEL_CARD.md``) records its config, seed, iterations, wall 
 Example::
 
     from streamvis.assets import default_weights_path
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
     model = load_model(default_weights_path())
 """
 

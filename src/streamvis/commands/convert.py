@@ -1,4 +1,8 @@
-"""`streamvis convert`: an official CrossVIS checkpoint -> a streamvis weights file."""
+"""`streamvis convert`: an official checkpoint (of any method with a converter) -> a streamvis weights file.
+
+The method is recognised from the checkpoint: every `streamvis.models.build.METHODS` entry with
+a ``convert_official`` is tried in turn (CrossVIS today).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from streamvis.errors import DataFormatError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--official", required=True, metavar="CKPT",
-                        help="official CrossVIS checkpoint (.pth from detectron2, or a .pkl of numpy arrays)")
+                        help="official checkpoint, e.g. CrossVIS (detectron2 .pth or a numpy .pkl)")
     parser.add_argument("--out", required=True, metavar="W.pth", help="streamvis weights file to write")
     parser.add_argument("--class-names", metavar="NAMES",
                         help="comma-separated class names (as many as the checkpoint has classes)")
@@ -33,17 +37,35 @@ def read_official(path: Path):
                               path=path) from None
 
 
+def convert_any(checkpoint, path: Path, **overrides):
+    """(method, state dict, config) of the first method whose converter accepts `checkpoint`.
+
+    Raises:
+        DataFormatError: no method recognises it (the message gives each method's reason).
+    """
+    from streamvis.models.build import METHODS
+
+    reasons = []
+    for name, spec in METHODS.items():
+        if spec.convert_official is None:
+            continue
+        try:
+            state, config = spec.convert_official(checkpoint, path, **overrides)
+        except DataFormatError as err:
+            reasons.append(f"{name}: {err}")
+            continue
+        return name, state, config
+    raise DataFormatError("no method recognises this checkpoint: " + "; ".join(reasons), path=path)
+
+
 def run(args: argparse.Namespace) -> int:
-    from streamvis.models.convert import convert_official, weights_file
-    from streamvis.utils.io import atomic_torch_save
+    from streamvis.models.weights import save_weights
 
     source = Path(args.official)
     overrides = {}
     if args.class_names:
         overrides["class_names"] = tuple(name.strip() for name in args.class_names.split(","))
-    state, cfg = convert_official(read_official(source), path=source, **overrides)
-    data = weights_file(state, cfg, source=source.name, converted_from="official CrossVIS")
-    atomic_torch_save(data, args.out)
-    print(f"wrote {args.out}: CrossVIS R-{cfg.depth}, {cfg.num_classes} classes, "
-          f"{cfg.num_identities} identities, {len(state)} tensors")
+    method, state, config = convert_any(read_official(source), source, **overrides)
+    save_weights(args.out, state, config, source=source.name, converted_from=f"official {method}")
+    print(f"wrote {args.out}: {method}, {config.num_classes} classes, {len(state)} tensors")
     return 0

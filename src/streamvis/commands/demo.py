@@ -45,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"number of generated valid videos (default {DEFAULT_VIDEOS})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"seed of the generated videos (default {DEFAULT_SEED})")
-    parser.add_argument("--tracker", default="default", choices=("default", "crossvis"),
-                        help="association rule: ours (default) or the official CrossVIS one")
+    parser.add_argument("--tracker", default=None,
+                        help="association rule, a name of streamvis.tracking.TRACKERS: 'default' (ours) or "
+                             "'crossvis' (the official one); default: the method's own")
     parser.add_argument("--overlays", type=int, default=DEFAULT_OVERLAYS,
                         help=f"videos drawn as overlay MP4s (default {DEFAULT_OVERLAYS})")
     parser.add_argument("--no-video", action="store_true", help="write no overlay MP4s")
@@ -59,7 +60,7 @@ def split_settings(weights_path, config) -> tuple[tuple[int, int], int]:
 
     Args:
         weights_path: the streamvis weights file (its optional ``meta.synthetic`` is read).
-        config: the model's `ModelConfig`.
+        config: the model's method config (``test_short_side``, ``test_max_size``, ``num_classes``).
 
     Returns:
         ``((height, width), num_classes)``.
@@ -67,12 +68,10 @@ def split_settings(weights_path, config) -> tuple[tuple[int, int], int]:
     Raises:
         StreamvisError: the model has more classes than the generator has shape families.
     """
-    import torch
-
     from streamvis.data.synthetic import FAMILIES
+    from streamvis.models.weights import load
 
-    data = torch.load(weights_path, map_location="cpu", weights_only=True)
-    synthetic = (data.get("meta") or {}).get("synthetic") or {}
+    synthetic = load(weights_path).meta.get("synthetic") or {}
     size = DEFAULT_SIZE
     if synthetic.get("size"):
         size = tuple(int(v) for v in synthetic["size"])
@@ -188,14 +187,18 @@ def _check_args(args) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate, predict, evaluate, draw; prints the AP table and where the files went."""
     from streamvis.data.ytvis import load_ytvis, write_results
-    from streamvis.engine.predict import predict_dataset
+    from streamvis.engine.predict import default_tracker_name, predict_dataset
     from streamvis.evaluation import evaluate, format_table
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
+    from streamvis.tracking import tracker_spec
 
     _check_args(args)
+    if args.tracker is not None:
+        tracker_spec(args.tracker)  # a typo fails before any work
     start = time.perf_counter()
     weights = _weights_path(args)
     model = load_model(weights)
+    tracker = args.tracker or default_tracker_name(model)
     size, num_classes = split_settings(weights, model.config)
     out = Path(args.out)
     json_path, reused = prepare_split(out / "valid", num_videos=args.videos, seed=args.seed, size=size,
@@ -204,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
           f"{num_classes} classes, seed {args.seed}) in {json_path.parent}")
     gt = load_ytvis(json_path)
     image_root = json_path.parent / "JPEGImages"
-    results = predict_dataset(model, gt, image_root, tracker=args.tracker, progress=not args.no_progress)
+    results = predict_dataset(model, gt, image_root, tracker=tracker, progress=not args.no_progress)
     results_path = out / "results.json"
     write_results(results_path, results, gt)
     result = evaluate(gt, results, validate=False)  # both validated above
@@ -214,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     overlays = [] if args.no_video else write_overlays(
         gt, image_root, results, out / "videos", count=args.overlays, progress=not args.no_progress)
     print(format_table(result, gt["categories"], per_class=True))
-    print(f"\nmodel: {weights} (tracker: {args.tracker}); {len(results)} tracks in "
+    print(f"\nmodel: {weights} (tracker: {tracker}); {len(results)} tracks in "
           f"{time.perf_counter() - start:.1f} s")
     print(f"results:       {results_path}\nmetrics:       {metrics_path}\nper-class AP:  {chart_path}")
     for path in overlays:

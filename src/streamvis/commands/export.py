@@ -13,19 +13,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the weights file to write")
     parser.add_argument("--half", action="store_true", help="store floating-point weights as float16")
     parser.add_argument("--keep-training-heads", action="store_true",
-                        help="keep the identity proxies (criterion.*), needed only to continue training")
+                        help="keep the training-only tensors (CrossVIS: the identity proxies, criterion.*), "
+                             "needed only to continue training")
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamvis.engine.checkpoint import export_weights
+    from streamvis.models.weights import export_weights
 
     path = Path(args.checkpoint)
     if not path.is_file():
         raise StreamvisError(f"{path}: no such checkpoint")
-    try:
-        out = export_weights(path, args.out, half=args.half, inference_only=not args.keep_training_heads)
-    except KeyError as err:
-        raise StreamvisError(f"{path}: not a streamvis training checkpoint (missing {err})") from None
+    out = export_weights(path, args.out, half=args.half, inference_only=not args.keep_training_heads)
     size_mb = Path(out).stat().st_size / 2**20
     print(f"wrote {out} ({size_mb:.1f} MB{', float16' if args.half else ''})")
     return 0

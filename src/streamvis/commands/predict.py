@@ -29,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--tracker",
-        default="default",
-        choices=("default", "crossvis"),
-        help="association rule: ours (default) or the official CrossVIS one",
+        default=None,
+        help="association rule, a name of streamvis.tracking.TRACKERS: 'default' (ours) or 'crossvis' "
+        "(the official CrossVIS one); default: the method's own",
     )
     parser.add_argument(
         "--tracker-set",
@@ -50,17 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, help="overlay frame rate (default: the video's, else 10)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def class_names_for(config, categories=None, category_ids=None) -> list[str] | None:
-    """0-based class -> display name: the model's class names, else the dataset's category names."""
-    names = getattr(config, "class_names", None)
-    if names:
-        return [str(n) for n in names]
-    if categories and category_ids:
-        by_id = {int(c["id"]): str(c["name"]) for c in categories}
-        return [by_id.get(int(i), f"class {i}") for i in category_ids]
-    return None
 
 
 class TrackDrawer:
@@ -121,7 +110,7 @@ class TrackDrawer:
 def _predict_dataset(model, args, out: Path) -> None:
     from streamvis.data.video import default_image_root
     from streamvis.data.ytvis import load_ytvis, write_results
-    from streamvis.engine.predict import category_ids_for, predict_dataset
+    from streamvis.engine.predict import category_ids_for, class_names_for, predict_dataset
 
     gt = load_ytvis(args.input)
     images = Path(args.images) if args.images else default_image_root(args.input, gt)
@@ -143,7 +132,7 @@ def _predict_dataset(model, args, out: Path) -> None:
             gt,
             images,
             tracker=args.tracker,
-            tracker_kwargs=args.tracker_kwargs,
+            tracker_options=args.tracker_options,
             progress=not args.no_progress,
             on_frame=drawer,
         ),
@@ -170,11 +159,11 @@ def _predict_video(model, args, out: Path) -> None:
 
     from streamvis.data.video import probe, read_frames
     from streamvis.data.ytvis import write_results
-    from streamvis.engine.predict import VideoPredictor, category_ids_for, predict_video
+    from streamvis.engine.predict import VideoPredictor, category_ids_for, class_names_for, predict_video
     from streamvis.tracking import build_tracker
 
     num_frames, _, _, fps = probe(args.input)
-    tracker = build_tracker(args.tracker, **args.tracker_kwargs)
+    tracker = build_tracker(args.tracker, args.tracker_options)
     predictor = VideoPredictor(model, tracker, video_id=1, category_ids=category_ids_for(model.config))
     drawer = None
     if args.viz:
@@ -195,11 +184,12 @@ def _predict_video(model, args, out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from streamvis.models.convert import load_model
-    from streamvis.tracking import parse_tracker_options
+    from streamvis.engine.predict import default_tracker_name
+    from streamvis.models.weights import load_model
+    from streamvis.tracking import parse_tracker_options, tracker_spec
 
-    # parsed (and checked) before any work, so that a typo fails at once
-    args.tracker_kwargs = parse_tracker_options(args.tracker, args.tracker_set)
+    if args.tracker is not None:  # checked before any work, so that a typo fails at once
+        tracker_spec(args.tracker)
     source = Path(args.input)
     if not source.exists():
         raise StreamvisError(f"{source}: no such video, frame folder or dataset json")
@@ -210,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StreamvisError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
     model = load_model(args.weights, device=device)
+    args.tracker = args.tracker or default_tracker_name(model)
+    args.tracker_options = parse_tracker_options(args.tracker, args.tracker_set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if source.is_file() and source.suffix.lower() == ".json":

@@ -35,29 +35,31 @@ def build_loader_from_config(
 def resolve_model_from_data(cfg):
     """Fill the model fields that the training data determines; returns the updated config.
 
-    ``model.num_identities: 0`` becomes the number of identities of the training json (nothing
-    hard-codes it); ``model.class_names`` / ``model.category_ids``, when unset, become the
-    dataset's categories (sorted by id, the class order of the data pipeline), so a trained model
-    writes the dataset's category ids and names without the json at hand.
+    ``model.class_names`` / ``model.category_ids``, when unset, become the dataset's categories
+    (sorted by id, the class order of the data pipeline), so a trained model writes the dataset's
+    category ids and names without the json at hand; then the method's own
+    `MethodSpec.fill_from_data` runs (CrossVIS: ``num_identities: 0`` becomes the number of
+    identities of the training json, so nothing hard-codes it).
     """
     import dataclasses
 
     from streamvis.data.sampling import index_videos
+    from streamvis.models.build import method_spec
 
     model_cfg = cfg.model
-    if not getattr(cfg.data, "train_json", None) or not hasattr(model_cfg, "num_identities"):
+    if not getattr(cfg.data, "train_json", None):
         return cfg
     index = index_videos(cfg.data.train_json)
     changes = {}
-    if model_cfg.num_identities == 0:
-        changes["num_identities"] = max(index.num_identities, 3)
     if model_cfg.class_names is None and len(index.class_names) == model_cfg.num_classes:
         changes["class_names"] = tuple(index.class_names)
     if model_cfg.category_ids is None and len(index.category_ids) == model_cfg.num_classes:
         changes["category_ids"] = tuple(index.category_ids)
-    if not changes:
-        return cfg
-    return dataclasses.replace(cfg, model=dataclasses.replace(model_cfg, **changes))
+    model_cfg = dataclasses.replace(model_cfg, **changes)
+    fill = method_spec(model_cfg.method).fill_from_data
+    if fill is not None:
+        model_cfg = fill(model_cfg, index)
+    return dataclasses.replace(cfg, model=model_cfg)
 
 
 def check_dataset_matches_model(dataset, model_cfg) -> None:
@@ -127,17 +129,18 @@ def load_init_weights(model: nn.Module, path: str) -> None:
 
 def _read_streamvis_weights(path: str):
     """The ``"model"`` state dict of a streamvis checkpoint/weights file, or None for other files."""
+    from streamvis.errors import DataFormatError
+    from streamvis.models.weights import NewerFormatError, is_streamvis_file, read_file
+
     if str(path).endswith(".pkl"):
         return None
-    import torch
-
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 (not ours: the backbone reader reports what is wrong with it)
-        return None
-    if isinstance(data, dict) and isinstance(data.get("model"), dict) and "config" in data:
-        return data["model"]
-    return None
+        data = read_file(path)
+    except NewerFormatError:
+        raise
+    except DataFormatError:
+        return None  # not ours: the backbone reader reports what is wrong with it
+    return data["model"] if is_streamvis_file(data) else None
 
 
 def load_full_model_weights(model: nn.Module, state: dict, path=None) -> None:

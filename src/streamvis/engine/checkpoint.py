@@ -1,13 +1,16 @@
 """Training checkpoints: plain dicts written atomically, read with ``torch.load(weights_only=True)``.
 
-A checkpoint holds everything an exact resume needs:
+A checkpoint holds everything an exact resume needs, after the weights-file header of
+`streamvis.models.weights` (the one owner of the file format: ``format``, ``format_version``,
+``method``, ``config``)::
 
-    {"model": state_dict, "config": model config (dict), "experiment": whole config (dict),
+    {..header.., "model": state_dict, "experiment": whole config (dict),
      "optimizer": ..., "scheduler": ..., "scaler": ... or None, "iteration": completed iterations,
      "world_size": int, "rng": [per-rank RNG states]}
 
 Only tensors and plain Python values are stored, so loading never runs code. ``model_final.pth``
-has the same layout and is also what `streamvis predict --weights` reads ("model" + "config").
+is also what ``streamvis predict --weights`` reads, and ``streamvis export`` shrinks it
+(`streamvis.models.weights.export_weights`).
 """
 
 from __future__ import annotations
@@ -83,16 +86,16 @@ def load_checkpoint(path) -> dict:
     """Read a checkpoint safely (``weights_only=True``, mapped to CPU).
 
     Raises:
-        StreamvisError: the file is missing or is not a streamvis checkpoint.
+        StreamvisError: the file is missing or is not a streamvis checkpoint (`DataFormatError`
+            for an unreadable file or one from a newer streamvis).
     """
+    from streamvis.models.weights import read_file
+
     path = Path(path)
     if not path.is_file():
         raise StreamvisError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which
-        raise StreamvisError(f"{path}: cannot read the checkpoint ({err})") from err
-    if not isinstance(state, dict) or "model" not in state:
+    state = read_file(path)  # weights_only; refuses a file from a newer streamvis
+    if "model" not in state:
         raise StreamvisError(f"{path}: not a streamvis checkpoint (no 'model' entry)")
     return state
 
@@ -131,38 +134,3 @@ class Checkpointer:
         periodic = sorted(p for p in self.output_dir.iterdir() if _PERIODIC.match(p.name))
         for old in periodic[: max(0, len(periodic) - self.keep_last)]:
             old.unlink(missing_ok=True)
-
-
-def export_weights(checkpoint_path, out_path, *, half: bool = False, inference_only: bool = False,
-                   **meta) -> Path:
-    """Write a weights-only file (no optimizer/RNG state) from a training checkpoint.
-
-    The result is the streamvis weights format, ``{"model", "config", "meta"}``, that
-    `streamvis.models.convert.load_model` and ``streamvis predict --weights`` read; it is about
-    half the size of a checkpoint (SGD keeps one momentum tensor per parameter).
-
-    Args:
-        checkpoint_path: e.g. ``outputs/run/model_final.pth``.
-        out_path: the weights file to write (atomically).
-        half: store floating-point tensors as float16 (integer buffers stay int64); `load_model`
-            copies them back into the float32 model.
-        inference_only: leave out the training-only identity proxies (``criterion.*``).
-        **meta: extra plain values stored under "meta" (e.g. ``synthetic={"size": [192, 320]}``).
-
-    Returns:
-        `out_path`.
-    """
-    from streamvis.models.convert import FORMAT_NAME
-
-    state = load_checkpoint(checkpoint_path)
-    model = {
-        key: value.half() if half and value.is_floating_point() else value
-        for key, value in state["model"].items()
-        if not (inference_only and key.startswith("criterion."))
-    }
-    info = {"format": FORMAT_NAME, "iteration": int(state.get("iteration", 0)), **meta}
-    if "experiment" in state:
-        info["experiment"] = state["experiment"]
-    out_path = Path(out_path)
-    atomic_torch_save({"model": model, "config": state["config"], "meta": info}, out_path)
-    return out_path

@@ -58,10 +58,11 @@ class TrainContext:
     def training_state(self) -> dict:
         """Everything a checkpoint stores; collective: every rank must call it (RNG states are gathered)."""
         from streamvis.config import to_dict
+        from streamvis.models.weights import file_header
 
         return {
+            **file_header(self.config.model),  # format, format_version, method, config
             "model": self.model.state_dict(),
-            "config": to_dict(self.config.model),
             "experiment": to_dict(self.config),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),

@@ -18,10 +18,7 @@ import torch
 from streamvis.data.transforms import resize_image, shortest_edge_size
 from streamvis.data.video import read_image
 from streamvis.errors import DataFormatError
-from streamvis.tracking import Track, build_tracker, track_to_result
-
-DEFAULT_TEST_SHORT_SIDE = 360  # official: INPUT.MIN_SIZE_TEST of configs/CrossVIS
-DEFAULT_TEST_MAX_SIZE = 640  # official: INPUT.MAX_SIZE_TEST
+from streamvis.tracking import Track, Tracker, build_tracker, track_to_result
 
 
 def _model_device(model) -> torch.device:
@@ -32,11 +29,16 @@ def _model_device(model) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def preprocess_frame(frame_bgr: np.ndarray, config=None) -> torch.Tensor:
-    """Resize a (H, W, 3) uint8 BGR frame to the model's test size; returns (3, h, w) uint8."""
-    short_side = getattr(config, "test_short_side", DEFAULT_TEST_SHORT_SIDE)
-    max_size = getattr(config, "test_max_size", DEFAULT_TEST_MAX_SIZE)
-    size = shortest_edge_size(frame_bgr.shape[0], frame_bgr.shape[1], short_side, max_size)
+def preprocess_frame(frame_bgr: np.ndarray, config) -> torch.Tensor:
+    """Resize a (H, W, 3) uint8 BGR frame to the model's test size; returns (3, h, w) uint8.
+
+    Args:
+        frame_bgr: (H, W, 3) uint8 BGR.
+        config: the model's method config (``test_short_side``, ``test_max_size``: the method
+            contract, models/build.py).
+    """
+    size = shortest_edge_size(frame_bgr.shape[0], frame_bgr.shape[1], config.test_short_side,
+                              config.test_max_size)
     resized = resize_image(np.ascontiguousarray(frame_bgr), size)  # (h, w, 3)
     return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
 
@@ -47,36 +49,61 @@ def category_ids_for(config, categories: Sequence[dict] | None = None) -> list[i
     Uses, in order: ``config.category_ids``; the dataset `categories` matched by
     ``config.class_names``; the dataset categories sorted by id when there is one per class
     (the training convention, data/sampling.py); otherwise None.
+
+    Args:
+        config: a method config (``category_ids``, ``class_names``, ``num_classes``: the method
+            contract, models/build.py).
+        categories: the dataset's ``categories`` entries, if known.
     """
-    ids = getattr(config, "category_ids", None)
-    if ids:
-        return [int(i) for i in ids]
+    if config.category_ids:
+        return [int(i) for i in config.category_ids]
     if not categories:
         return None
-    names = getattr(config, "class_names", None)
     by_name = {str(c["name"]): int(c["id"]) for c in categories}
+    names = config.class_names
     if names and all(str(n) in by_name for n in names):
         return [by_name[str(n)] for n in names]
-    num_classes = getattr(config, "num_classes", None)
-    if num_classes is None or num_classes == len(categories):
+    if config.num_classes == len(categories):
         return sorted(int(c["id"]) for c in categories)
     return None
+
+
+def class_names_for(config, categories=None, category_ids=None) -> list[str] | None:
+    """0-based class -> display name: the model's class names, else the dataset's category names."""
+    if config.class_names:
+        return [str(n) for n in config.class_names]
+    if categories and category_ids:
+        by_id = {int(c["id"]): str(c["name"]) for c in categories}
+        return [by_id.get(int(i), f"class {i}") for i in category_ids]
+    return None
+
+
+def default_tracker_name(model) -> str:
+    """The tracker the model's method names (`streamvis.models.build.MethodSpec.default_tracker`)."""
+    from streamvis.models.build import method_spec
+
+    return method_spec(model.config.method).default_tracker
 
 
 class VideoPredictor:
     """Segment and track the instances of one video, one frame at a time.
 
     Args:
-        model: has ``predict(images, output_sizes) -> list[Instances]`` and ``config`` (test sizes).
-        tracker: a tracker object, or a name for `build_tracker` ("default", "crossvis").
+        model: a method's model (models/build.py: ``predict(images, output_sizes) -> list[Instances]``
+            and ``config`` with the test sizes).
+        tracker: a `streamvis.tracking.base.Tracker`, a `streamvis.tracking.TRACKERS` name, or None
+            for the method's default tracker.
         video_id: the id written into results entries.
         category_ids: 0-based class -> category id for results (None: ``class + 1``).
     """
 
     def __init__(
-        self, model, tracker="default", *, video_id: int = 1, category_ids: Sequence[int] | None = None
+        self, model, tracker: Tracker | str | None = None, *, video_id: int = 1,
+        category_ids: Sequence[int] | None = None,
     ):
         self.model = model
+        if tracker is None:
+            tracker = default_tracker_name(model)
         self.tracker = build_tracker(tracker) if isinstance(tracker, str) else tracker
         self.video_id = video_id
         self.category_ids = category_ids
@@ -95,7 +122,7 @@ class VideoPredictor:
         frame_bgr = np.asarray(frame_bgr)
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) BGR frame, got shape {frame_bgr.shape}")
-        image = preprocess_frame(frame_bgr, getattr(self.model, "config", None)).to(self.device)
+        image = preprocess_frame(frame_bgr, self.model.config).to(self.device)
         with torch.inference_mode():
             (instances,) = self.model.predict([image], output_sizes=[tuple(frame_bgr.shape[:2])])
         tracks = self.tracker.update(instances, self.num_frames)
@@ -164,8 +191,8 @@ def predict_dataset(
     gt_json_or_dict,
     image_root,
     *,
-    tracker: str = "default",
-    tracker_kwargs: dict | None = None,
+    tracker: str | None = None,
+    tracker_options=None,
     progress: bool = True,
     on_frame: FrameCallback | None = None,
 ) -> list[dict]:
@@ -175,7 +202,8 @@ def predict_dataset(
         model: as for `VideoPredictor`.
         gt_json_or_dict: the dataset json (path, validated) or its loaded dict; annotations unused.
         image_root: folder that the videos' ``file_names`` are relative to.
-        tracker: tracker name; a fresh tracker is built per video with `tracker_kwargs`.
+        tracker: tracker name (None: the method's default); a fresh tracker is built per video.
+        tracker_options: its options dataclass or a mapping of option values (None: defaults).
         progress: show a tqdm bar over all frames.
         on_frame: optional per-frame callback (see `predict_video`), e.g. to draw overlays.
 
@@ -185,14 +213,15 @@ def predict_dataset(
     from tqdm import tqdm
 
     data, path = _load_dataset(gt_json_or_dict)
-    category_ids = category_ids_for(getattr(model, "config", None), data.get("categories"))
+    category_ids = category_ids_for(model.config, data.get("categories"))
+    tracker = tracker or default_tracker_name(model)
     total = sum(len(v["file_names"]) for v in data["videos"])
     results: list[dict] = []
     with tqdm(total=total, desc="predict", unit="frame", disable=not progress) as bar:
         for video in data["videos"]:
             predictor = VideoPredictor(
                 model,
-                build_tracker(tracker, **(tracker_kwargs or {})),
+                build_tracker(tracker, tracker_options),
                 video_id=video["id"],
                 category_ids=category_ids,
             )

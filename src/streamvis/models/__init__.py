@@ -1,12 +1,15 @@
-"""streamvis.models: CrossVIS and its parts.
+"""streamvis.models: the method table, the weights-file format, shared parts, one package per method.
 
-The main entry points are re-exported lazily (importing this package does not import the
-training criterion or the builder until they are used):
+- ``build.py``: `METHODS` (``model.method`` -> `MethodSpec`), `build_model(config)`, `preset(name)`,
+  and the method contract (its module docstring).
+- ``weights.py``: the weights / checkpoint file format: `save_weights`, `load`, `load_model`,
+  `inspect`, `export_weights`.
+- shared parts: ``backbone.py`` (ResNet), ``fpn.py`` (FPN), ``losses.py`` (focal, IoU, dice),
+  ``imagenet_weights.py`` (ImageNet backbone files).
+- ``crossvis/``: CrossVIS (config, fcos, condinst, embedding, targets, crossover, criterion,
+  model, convert, rule_weights).
 
-- `ModelConfig`, `build_model(cfg)`, `preset(name)` (models/build.py)
-- `CrossVIS`, `optimize_for_inference(model)` (models/crossvis.py)
-- `HeadOutputs` (models/fcos.py)
-- `load_model(weights_path)`, `convert_official(checkpoint)` (models/convert.py)
+The entry points are re-exported lazily (importing this package imports no method):
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "ModelConfig": "build", "build_model": "build", "preset": "build", "PRESETS": "build",
-    "CrossVIS": "crossvis", "optimize_for_inference": "crossvis",
-    "HeadOutputs": "fcos",
-    "load_model": "convert", "convert_official": "convert",
+    "METHODS": "build", "MethodSpec": "build", "build_model": "build", "preset": "build",
+    "load_model": "weights", "save_weights": "weights", "inspect": "weights",
+    "CrossVIS": "crossvis.model", "CrossVISConfig": "crossvis.config",
+    "optimize_for_inference": "crossvis.model",
 }
 
 __all__ = sorted(_EXPORTS)

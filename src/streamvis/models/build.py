@@ -1,163 +1,187 @@
-"""Model configs and the builder: `ModelConfig` -> `CrossVIS`, through a plain name -> builder dict."""
+"""The method table: ``model.method`` in a config -> the method's config class, model builder and tools.
+
+A *method* (CrossVIS today; PCAN and MaskTrack R-CNN next) is a package under ``models/`` that a
+newcomer can read alone (``models/crossvis/``: config, heads, crossover, criterion, targets,
+model, convert). Adding one means writing that package and adding ONE entry to `METHODS`; the
+commands (``train``, ``predict``, ``evaluate``, ``demo``, ``export``, ``convert``, ``inspect``)
+then work for it without new flags.
+
+The method contract (what the rest of streamvis relies on)
+-----------------------------------------------------------
+Config: a frozen dataclass (``models/<method>/config.py``) with defaults in code, loaded by
+`streamvis.config.from_dict` (unknown keys are errors). It must have these fields, which the
+predictor, the trainer and the weights file read:
+
+- ``method: str`` (the `METHODS` key; its default is that key);
+- ``num_classes: int``, ``class_names: tuple[str, ...] | None``, ``category_ids: tuple[int, ...] | None``
+  (0-based class -> name / results-json category id; None -> ``class + 1``);
+- ``test_short_side: int``, ``test_max_size: int`` (the predictor resizes each frame with
+  `streamvis.data.transforms.shortest_edge_size` before ``predict``).
+
+Model: an ``nn.Module`` built by ``MethodSpec.build_model(config)``, whose constructor takes the
+typed config (and stores it as ``model.config``; nothing sets it afterwards), with
+
+- ``loss(batch: streamvis.structures.PairBatch) -> dict[str, Tensor]``: scalar losses named
+  ``loss_*``; the trainer sums them (train mode; called through DDP when distributed);
+- ``predict(images: list[Tensor], output_sizes: list[tuple[int, int]] | None = None)
+  -> list[streamvis.structures.Instances]``: ``images`` are (3, h, w) uint8 BGR frames, already
+  resized (`streamvis.ops.image` states the input contract); one `Instances` per image at its
+  output size with ``boxes`` (K, 4) xyxy, ``scores`` (K,), ``classes`` (K,) int64 0-based,
+  ``masks`` (K, H, W) bool or probabilities, ``embeddings`` (K, D) (what the trackers read).
+  ``predict`` behaves as in eval mode whatever the module's mode.
+
+Tracker: ``MethodSpec.default_tracker`` names an entry of `streamvis.tracking.TRACKERS` (the
+association rule ``streamvis predict`` uses unless ``--tracker`` says otherwise).
+
+Weights: `streamvis.models.weights` writes ``{"model": state_dict, "config": to_dict(config),
+"method": name, ...}``; state-dict keys under ``MethodSpec.training_only_prefixes`` may be absent
+from an inference-only weights file (``streamvis export`` leaves them out).
+
+Official checkpoints: ``MethodSpec.convert_official(checkpoint, path) -> (state_dict, config)``
+raises `streamvis.errors.DataFormatError` for a checkpoint that is not this method's;
+``streamvis convert`` tries every method that has a converter.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
 
 from torch import nn
 
-from streamvis.data.transforms import PIXEL_MEAN_BGR, PIXEL_STD_BGR
 from streamvis.errors import ConfigError
-from streamvis.models.backbone import NORMS, RESNET_SPECS, ResNet
-from streamvis.models.condinst import MASK_HEAD_CHANNELS, DynamicMaskHead, MaskBranch, dynamic_param_count
-from streamvis.models.criterion import CrossVISCriterion, LossConfig
-from streamvis.models.crossvis import CrossVIS
-from streamvis.models.fcos import FCOSHead
-from streamvis.models.fpn import FPN
+from streamvis.models.crossvis.config import PRESETS as CROSSVIS_PRESETS
+from streamvis.models.crossvis.config import CrossVISConfig
+from streamvis.models.crossvis.convert import convert_official as convert_official_crossvis
+from streamvis.models.crossvis.model import build_crossvis
 
-GROUP_NORM_GROUPS = 32  # official: FCOS towers use GroupNorm(32)
-ARCHITECTURES = ("crossvis",)  # keys of MODEL_BUILDERS (defined below the builders)
+DEFAULT_METHOD = "crossvis"  # what a config or weights file without ``model.method`` means
+# the fields every method config has (see the module docstring)
+REQUIRED_CONFIG_FIELDS = ("method", "num_classes", "class_names", "category_ids", "test_short_side",
+                          "test_max_size")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Architecture and inference settings of a CrossVIS model (defaults: official R-50, YTVIS-2019).
+class MethodSpec:
+    """Everything streamvis needs to know about one method.
 
     Attributes:
-        architecture: key of `MODEL_BUILDERS`.
-        depth: ResNet depth, 18/34/50/101.
-        num_classes: foreground classes (official YTVIS-2019: 40).
-        class_names: optional names, one per class.
-        freeze_at: official FREEZE_AT 2 (stem + res2 frozen).
-        stride_in_1x1: MSRA weights (True); torchvision ImageNet weights need False.
-        backbone_norm: the norm after every backbone conv: "FrozenBN" (official, ImageNet init),
-            "BN" or "GN" (trainable; for a backbone trained from scratch, where FrozenBN is the identity).
-        fpn_channels, head_channels, head_num_convs: FPN width, FCOS tower width and depth.
-        mask_branch_channels, mask_branch_num_convs, mask_out_channels: CondInst mask branch.
-        category_ids: optional dataset category id of each class (results json ``category_id``);
-            None means ``class + 1``.
-        reid_dim: re-ID embedding width; num_identities: training identities (re-ID proxies);
-            0 means "derive from the training data" (`streamvis train` fills it in).
-        score_threshold, nms_threshold, pre_nms_topk, detections_per_frame, mask_threshold: inference.
-        test_short_side, test_max_size: ResizeShortestEdge at test time.
-        pixel_mean, pixel_std: BGR normalization.
-        sparse_inference: evaluate the controller / re-ID prediction only at the detections.
-        backbone_gradient_scale: gradient fraction into backbone + FPN (official 0.1, tuned for an
-            ImageNet-initialised backbone; 1.0 suits training from scratch).
-        loss: training-loss settings (models/criterion.py).
+        config_class: the method's frozen config dataclass (has the `REQUIRED_CONFIG_FIELDS`).
+        build_model: config -> a fresh, training-initialised model (see the module docstring).
+        default_tracker: name in `streamvis.tracking.TRACKERS` used by ``predict`` / ``demo``.
+        convert_official: (loaded official checkpoint, path) -> (state dict, config), or None
+            when the method has no official checkpoints to convert.
+        presets: named configs, usable as ``model: {preset: NAME}`` in a YAML.
+        training_only_prefixes: state-dict prefixes that inference does not need (left out by
+            ``streamvis export``; may be absent when a weights file is loaded).
+        fill_from_data: (config, `streamvis.data.sampling.VideoIndex` of the training json) ->
+            the config with data-derived fields filled (``streamvis train``), or None.
     """
 
-    architecture: str = "crossvis"
-    depth: int = 50
-    num_classes: int = 40
-    class_names: tuple[str, ...] | None = None
-    category_ids: tuple[int, ...] | None = None
-    freeze_at: int = 2
-    stride_in_1x1: bool = True
-    backbone_norm: str = "FrozenBN"
-    fpn_channels: int = 256
-    head_channels: int = 256
-    head_num_convs: int = 4
-    mask_branch_channels: int = 128
-    mask_branch_num_convs: int = 4
-    mask_out_channels: int = 8
-    reid_dim: int = 256
-    num_identities: int = 3774  # official: nID of YouTube-VIS 2019 train
-    score_threshold: float = 0.05
-    nms_threshold: float = 0.6
-    pre_nms_topk: int = 1000
-    detections_per_frame: int = 100
-    mask_threshold: float = 0.5
-    test_short_side: int = 360
-    test_max_size: int = 640
-    pixel_mean: tuple[float, float, float] = PIXEL_MEAN_BGR
-    pixel_std: tuple[float, float, float] = PIXEL_STD_BGR
-    sparse_inference: bool = False
-    backbone_gradient_scale: float = 0.1  # official: features = 0.1*f + 0.9*f.detach()
-    loss: LossConfig = field(default_factory=LossConfig)
-
-    def __post_init__(self):
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"unknown architecture {self.architecture!r}; "
-                              f"choose one of {list(ARCHITECTURES)}")
-        if self.depth not in RESNET_SPECS:
-            raise ConfigError(f"depth must be one of {sorted(RESNET_SPECS)}, got {self.depth}")
-        if self.backbone_norm not in NORMS:
-            raise ConfigError(f"backbone_norm must be one of {list(NORMS)}, got {self.backbone_norm!r}")
-        if self.head_channels % GROUP_NORM_GROUPS:
-            raise ConfigError(f"head_channels must be a multiple of {GROUP_NORM_GROUPS}, "
-                              f"got {self.head_channels}")
-        if self.class_names is not None and len(self.class_names) != self.num_classes:
-            raise ConfigError(f"class_names has {len(self.class_names)} names "
-                              f"but num_classes is {self.num_classes}")
-        if self.category_ids is not None and len(self.category_ids) != self.num_classes:
-            raise ConfigError(f"category_ids has {len(self.category_ids)} ids "
-                              f"but num_classes is {self.num_classes}")
-        for name in ("num_classes", "fpn_channels", "head_channels", "mask_branch_channels",
-                     "mask_out_channels", "reid_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.num_identities != 0 and self.num_identities < 3:
-            # emb_scale = sqrt(2) * log(nID - 1) needs nID >= 3 (official formula)
-            raise ConfigError(f"num_identities must be 0 (derive from the data) or >= 3, "
-                              f"got {self.num_identities}")
-
-    def replace(self, **changes) -> ModelConfig:
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+    config_class: type
+    build_model: Callable[[Any], nn.Module]
+    default_tracker: str = "default"
+    convert_official: Callable[..., tuple[dict, Any]] | None = None
+    presets: Mapping[str, Any] = field(default_factory=dict)
+    training_only_prefixes: tuple[str, ...] = ()
+    fill_from_data: Callable[[Any, Any], Any] | None = None
 
 
-def build_crossvis(cfg: ModelConfig) -> CrossVIS:
-    """Build a CrossVIS from its config (training init; load weights separately)."""
-    backbone = ResNet(depth=cfg.depth, freeze_at=cfg.freeze_at, stride_in_1x1=cfg.stride_in_1x1,
-                      norm=cfg.backbone_norm)
-    fpn = FPN(in_channels=backbone.out_channels, out_channels=cfg.fpn_channels)
-    num_params = dynamic_param_count(cfg.mask_out_channels, MASK_HEAD_CHANNELS)
-    head = FCOSHead(in_channels=cfg.fpn_channels, channels=cfg.head_channels, num_classes=cfg.num_classes,
-                    num_convs=cfg.head_num_convs, controller_params=num_params, reid_dim=cfg.reid_dim)
-    mask_branch = MaskBranch(in_channels=cfg.fpn_channels, channels=cfg.mask_branch_channels,
-                             out_channels=cfg.mask_out_channels, num_convs=cfg.mask_branch_num_convs)
-    mask_head = DynamicMaskHead(in_channels=cfg.mask_out_channels)
-    model = CrossVIS(backbone=backbone, fpn=fpn, head=head, mask_branch=mask_branch, mask_head=mask_head,
-                     criterion=build_criterion(cfg), pixel_mean=cfg.pixel_mean, pixel_std=cfg.pixel_std,
-                     score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold,
-                     pre_nms_topk=cfg.pre_nms_topk, detections_per_frame=cfg.detections_per_frame,
-                     mask_threshold=cfg.mask_threshold, sparse_inference=cfg.sparse_inference,
-                     backbone_gradient_scale=cfg.backbone_gradient_scale)
-    model.config = cfg
-    return model
+def _fill_crossvis_from_data(config: CrossVISConfig, index) -> CrossVISConfig:
+    """``num_identities: 0`` -> the identity count of the training json (the re-ID proxies)."""
+    if config.num_identities != 0:
+        return config
+    return config.replace(num_identities=max(index.num_identities, 3))  # sqrt(2)*log(nID-1) needs 3
 
 
-def build_criterion(cfg: ModelConfig) -> nn.Module:
-    """The training criterion (models/criterion.py); it owns the identity proxies."""
-    if cfg.num_identities == 0:
-        raise ConfigError("model.num_identities is 0 (derive from the data): set it, or build the "
-                          "model through `streamvis train`, which counts the training identities")
-    return CrossVISCriterion(cfg.loss, num_classes=cfg.num_classes, num_identities=cfg.num_identities,
-                             embedding_dim=cfg.reid_dim)
-
-
-MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {"crossvis": build_crossvis}
-
-
-def build_model(cfg: ModelConfig) -> CrossVIS:
-    """Build the model named by ``cfg.architecture`` (a fresh, training-initialised model)."""
-    return MODEL_BUILDERS[cfg.architecture](cfg)
-
-
-PRESETS: dict[str, ModelConfig] = {
-    "crossvis_r50": ModelConfig(depth=50),
-    "crossvis_r101": ModelConfig(depth=101),
-    # CPU-trainable: narrow FPN / head / mask branch and 2 tower convs
-    "crossvis_r18_small": ModelConfig(depth=18, fpn_channels=64, head_channels=64, head_num_convs=2,
-                                      mask_branch_channels=64, mask_branch_num_convs=2, reid_dim=64),
+METHODS: dict[str, MethodSpec] = {
+    "crossvis": MethodSpec(
+        config_class=CrossVISConfig,
+        build_model=build_crossvis,
+        default_tracker="default",
+        convert_official=convert_official_crossvis,
+        presets=CROSSVIS_PRESETS,
+        training_only_prefixes=("criterion.",),  # the identity proxies of the re-ID loss
+        fill_from_data=_fill_crossvis_from_data,
+    ),
 }
 
 
-def preset(name: str) -> ModelConfig:
-    """The named preset config (see `PRESETS`)."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]
+def method_spec(name: str) -> MethodSpec:
+    """The `MethodSpec` of method `name`.
+
+    Raises:
+        ConfigError: an unknown method (the message lists the known ones).
+    """
+    if name not in METHODS:
+        raise ConfigError(f"unknown model.method {name!r}; choose one of: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def method_of(config) -> str:
+    """The method name of a method config."""
+    return config.method
+
+
+def check_method_config(config_class: type) -> None:
+    """Raise `ConfigError` when `config_class` lacks a field of the method contract."""
+    if not is_dataclass(config_class):
+        raise ConfigError(f"{config_class.__name__} is not a dataclass")
+    names = {f.name for f in fields(config_class)}
+    missing = [name for name in REQUIRED_CONFIG_FIELDS if name not in names]
+    if missing:
+        raise ConfigError(f"{config_class.__name__} lacks the method-contract fields {missing} "
+                          "(streamvis.models.build)")
+
+
+def upgrade_model_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A model-config mapping with the current key names: the old ``architecture`` becomes ``method``.
+
+    Configs and weights files written before ``model.method`` existed named the method
+    ``architecture``; a mapping without either key means `DEFAULT_METHOD`.
+    """
+    data = dict(data)
+    if "architecture" in data:
+        old = data.pop("architecture")
+        if "method" in data and data["method"] != old:
+            raise ConfigError(f"model.architecture {old!r} (an old name of model.method) and "
+                              f"model.method {data['method']!r} disagree; keep only model.method")
+        data["method"] = old
+    data.setdefault("method", DEFAULT_METHOD)
+    return data
+
+
+def model_config_from_dict(data: Mapping[str, Any] | None, *, prefix: str = "model"):
+    """The typed config of the method that ``data["method"]`` names (default `DEFAULT_METHOD`).
+
+    Raises:
+        ConfigError: an unknown method, key or value (`streamvis.config.from_dict`).
+    """
+    from streamvis.config import from_dict
+
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"config '{prefix}' must be a mapping, got {type(data).__name__}")
+    data = upgrade_model_dict(data or {})
+    return from_dict(method_spec(str(data["method"])).config_class, data, prefix=prefix)
+
+
+def build_model(config) -> nn.Module:
+    """Build the model of ``config.method`` (a fresh, training-initialised model)."""
+    return method_spec(config.method).build_model(config)
+
+
+def all_presets() -> dict[str, Any]:
+    """Every method's presets by name (names are unique across methods)."""
+    merged: dict[str, Any] = {}
+    for spec in METHODS.values():
+        merged.update(spec.presets)
+    return merged
+
+
+def preset(name: str):
+    """The named preset config of any method (e.g. ``crossvis_r18_small``)."""
+    presets = all_presets()
+    if name not in presets:
+        raise ConfigError(f"unknown model preset {name!r}; choose one of {sorted(presets)}")
+    return presets[name]

@@ -1,98 +1,124 @@
 """Online association of per-frame detections into tracks.
 
-``build_tracker(name, **kwargs)`` builds one of `TRACKERS`: ``"crossvis"`` (the official rule,
-exactly) or ``"default"`` (ours: Hungarian matching, embedding EMA, class vote, re-ID).
-Every tracker has ``update(instances, frame_index) -> list[Track]`` and ``finalize() -> list[Track]``.
+`TRACKERS` maps a name to its `TrackerSpec` (options class, tracker class); every tracker follows
+the protocol of `streamvis.tracking.base.Tracker` (``update``, ``finalize``, built from one frozen
+options dataclass):
+
+- ``"crossvis"``: the official CrossVIS rule, exactly (tracking/crossvis.py);
+- ``"default"``: ours: Hungarian matching, embedding EMA, class vote, re-ID (tracking/default.py).
+
+Adding a tracker means one entry here. Options come from code (``build_tracker(name, options)``)
+or the command line (``--tracker-set KEY=VALUE``, `parse_tracker_options`), and are checked by
+the config system (`streamvis.config.from_dict`) and the options class itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from streamvis.errors import ConfigError
-from streamvis.tracking.base import Track, track_to_result
-from streamvis.tracking.crossvis_tracker import CrossVISTracker
-from streamvis.tracking.default_tracker import DefaultTracker
+from streamvis.tracking.base import Track, Tracker, track_to_result
+from streamvis.tracking.crossvis import CrossVISTracker, CrossVISTrackerOptions
+from streamvis.tracking.default import DefaultTracker, DefaultTrackerOptions
 
-TRACKERS: dict[str, Callable[..., object]] = {
-    "default": DefaultTracker,
-    "crossvis": CrossVISTracker,
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """One tracker: its frozen options dataclass and the class built from it (``tracker_class(options)``)."""
+
+    options_class: type
+    tracker_class: type
+
+
+TRACKERS: dict[str, TrackerSpec] = {
+    "default": TrackerSpec(DefaultTrackerOptions, DefaultTracker),
+    "crossvis": TrackerSpec(CrossVISTrackerOptions, CrossVISTracker),
 }
 
 
-def tracker_options(name: str) -> dict[str, object]:
-    """The keyword arguments of tracker `name` and their defaults."""
-    import inspect
-
+def tracker_spec(name: str) -> TrackerSpec:
+    """The `TrackerSpec` of tracker `name` (ConfigError listing the known names otherwise)."""
     if name not in TRACKERS:
         raise ConfigError(f"unknown tracker {name!r}; choose one of: {', '.join(TRACKERS)}")
-    params = inspect.signature(TRACKERS[name]).parameters.values()
-    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+    return TRACKERS[name]
 
 
-def build_tracker(name: str, **kwargs):
-    """Build the tracker called `name` with keyword arguments for its constructor.
-
-    Raises:
-        ConfigError: for an unknown name or option (the message lists the known ones).
-    """
-    options = tracker_options(name)
-    unknown = sorted(set(kwargs) - set(options))
-    if unknown:
-        raise ConfigError(f"tracker {name!r} has no option {', '.join(unknown)}; its options: "
-                          f"{', '.join(options)}")
-    return TRACKERS[name](**kwargs)
+def tracker_options(name: str) -> dict[str, object]:
+    """The options of tracker `name` and their defaults."""
+    return dataclasses.asdict(tracker_spec(name).options_class())
 
 
-def parse_tracker_options(name: str, items) -> dict[str, object]:
-    """``["key=value", ...]`` (command line) -> keyword arguments for `build_tracker`.
-
-    Values are read as YAML scalars (``0.3``, ``true``, ``30``) and must have the default's type
-    (an int is accepted for a float option).
+def make_tracker_options(name: str, values: Mapping[str, Any] | None = None, *, where: str = "tracker"):
+    """Tracker `name`'s options dataclass from a mapping of option values (checked like a config).
 
     Raises:
-        ConfigError: a malformed item, an unknown option or a value of the wrong type.
+        ConfigError: an unknown option or a bad value; the message lists the tracker's options.
     """
-    import yaml
+    from streamvis.config import from_dict
 
-    options = tracker_options(name)
-    kwargs: dict[str, object] = {}
+    try:
+        return from_dict(tracker_spec(name).options_class, dict(values or {}), prefix=where)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (tracker {name!r} options: {', '.join(tracker_options(name))})") from None
+
+
+def build_tracker(name: str, options=None) -> Tracker:
+    """A fresh tracker called `name` (one per video).
+
+    Args:
+        name: a `TRACKERS` key.
+        options: its options dataclass, a mapping of option values, or None for the defaults.
+
+    Raises:
+        ConfigError: for an unknown name or option (the message lists the known ones), or options
+            of another tracker.
+    """
+    spec = tracker_spec(name)
+    if options is None or isinstance(options, Mapping):
+        options = make_tracker_options(name, options)
+    elif not isinstance(options, spec.options_class):
+        raise ConfigError(f"tracker {name!r} takes {spec.options_class.__name__}, "
+                          f"got {type(options).__name__}")
+    return spec.tracker_class(options)
+
+
+def parse_tracker_options(name: str, items: Sequence[str] | None):
+    """``["key=value", ...]`` (``--tracker-set``) -> tracker `name`'s options dataclass.
+
+    Values are read as YAML (``0.3``, ``true``, ``30``) and checked against the option's type
+    (an int is accepted for a float option) and the options class's own checks.
+
+    Raises:
+        ConfigError: a malformed item, an unknown option or a bad value; the message lists the
+            tracker's options.
+    """
+    from streamvis.config import apply_overrides
+
     for item in items or ():
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--tracker-set {item!r}: expected KEY=VALUE, e.g. new_track_score=0.3")
-        if key not in options:
-            raise ConfigError(f"--tracker-set {item!r}: tracker {name!r} has no option {key!r}; its "
-                              f"options: {', '.join(options)}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        default = options[key]
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            ok = True
-        if not ok:
-            raise ConfigError(f"--tracker-set {item!r}: {key} takes a value of type {type(default).__name__} "
-                              f"(default {default!r})")
-        kwargs[key] = value
-    return kwargs
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip() or "." in key:
+            raise ConfigError(f"--tracker-set {item!r}: expected KEY=VALUE, e.g. new_track_score=0.3 "
+                              f"(tracker {name!r} options: {', '.join(tracker_options(name))})")
+    values = apply_overrides({}, list(items or ()))
+    return make_tracker_options(name, values)
 
 
 __all__ = [
     "TRACKERS",
     "CrossVISTracker",
+    "CrossVISTrackerOptions",
     "DefaultTracker",
+    "DefaultTrackerOptions",
     "Track",
+    "Tracker",
+    "TrackerSpec",
     "build_tracker",
+    "make_tracker_options",
     "parse_tracker_options",
     "track_to_result",
     "tracker_options",
+    "tracker_spec",
 ]

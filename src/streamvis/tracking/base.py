@@ -1,14 +1,26 @@
-"""What every tracker shares: the `Track` record, detection unpacking, similarity helpers, results.
+"""The tracker protocol and what every tracker shares: `Track`, detection unpacking, similarities, results.
 
-A tracker consumes one frame's `Instances` at a time (``update``) and keeps bounded state: per
-live track one box, one or two embeddings and the last mask as RLE. Masks are RLE-encoded
-before `update` returns, so no dense mask outlives its frame.
+The protocol (`Tracker`): a tracker class is built from ONE frozen options dataclass
+(``TrackerClass(options)``; the options are checked by the config system and their
+``__post_init__``) and tracks one video:
+
+- ``update(instances, frame_index) -> list[Track]``: associate one frame's model output
+  (`streamvis.structures.Instances` with ``boxes``, ``scores``, ``classes``, ``masks``,
+  ``embeddings``); returns the tracks that got a member in this frame, each with
+  ``masks[frame_index]`` set (compressed RLE);
+- ``finalize() -> list[Track]``: every track of the video, with its video-level ``score``;
+  `track_to_result` turns one into an official results entry (the predictor knows the video id).
+
+Trackers keep bounded state: per live track one box, one or two embeddings and the last mask as
+RLE. Masks are RLE-encoded before `update` returns, so no dense mask outlives its frame.
+`streamvis.tracking.TRACKERS` maps each tracker's name to its (options class, tracker class).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -68,9 +80,28 @@ class Track:
         )
 
 
+@runtime_checkable
+class Tracker(Protocol):
+    """What `streamvis.engine.predict.VideoPredictor` needs from a tracker (one video per tracker).
+
+    Attributes:
+        options: the frozen options dataclass the tracker was built from.
+    """
+
+    options: Any
+
+    def update(self, instances: Instances, frame_index: int) -> list[Track]:
+        """Associate one frame's detections; returns the tracks with a member in this frame."""
+        ...
+
+    def finalize(self) -> list[Track]:
+        """All tracks of the video, in track-id order, with their final video-level score."""
+        ...
+
+
 @dataclass
-class Detections:
-    """One frame's detections as numpy arrays (N detections of an (H, W) frame)."""
+class TrackerDetections:
+    """One frame's detections as numpy arrays (N detections of an (H, W) frame), as trackers use them."""
 
     boxes: np.ndarray  # (N, 4) float32 xyxy
     scores: np.ndarray  # (N,) float32
@@ -81,11 +112,11 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def select(self, indices: np.ndarray) -> Detections:
+    def select(self, indices: np.ndarray) -> TrackerDetections:
         """The detections at `indices` (a copy), in that order."""
         if len(indices) == len(self) and np.array_equal(indices, np.arange(len(self))):
             return self
-        return Detections(
+        return TrackerDetections(
             *(getattr(self, f)[indices] for f in ("boxes", "scores", "classes", "embeddings", "masks"))
         )
 
@@ -104,11 +135,11 @@ def _masks_numpy(masks) -> np.ndarray:
     return masks if masks.dtype == np.bool_ else masks.astype(np.float32, copy=False)
 
 
-def unpack_instances(instances: Instances) -> Detections:
+def unpack_instances(instances: Instances) -> TrackerDetections:
     """Copy the fields a tracker needs out of model `Instances` (any device) into numpy."""
     height, width = instances.image_size
     count = len(instances)
-    return Detections(
+    return TrackerDetections(
         boxes=_numpy(instances.boxes, np.float32).reshape(count, 4),
         scores=_numpy(instances.scores, np.float32).reshape(count),
         classes=_numpy(instances.classes, np.int64).reshape(count),

@@ -2,7 +2,8 @@
 
 `predict` reproduces the official inference (reference facts.md, sections 1-8); `loss` runs the
 key and reference frame batches separately and hands both outputs to the criterion
-(models/criterion.py).
+(models/crossvis/criterion.py). `build_crossvis(config)` is the builder that
+`streamvis.models.build.METHODS["crossvis"]` names.
 """
 
 from __future__ import annotations
@@ -12,24 +13,34 @@ import copy
 import torch
 from torch import nn
 
-from streamvis.data.transforms import PIXEL_MEAN_BGR, PIXEL_STD_BGR, normalize_and_pad
-from streamvis.models.backbone import ChannelsLastStem, fold_frozen_batchnorm
-from streamvis.models.condinst import mask_probs_at_out_stride, masks_to_output
-from streamvis.models.fcos import Detections, FusedTowersHead, HeadOutputs, detect
+from streamvis.errors import ConfigError
+from streamvis.models.backbone import ChannelsLastStem, ResNet, fold_frozen_batchnorm
+from streamvis.models.crossvis.condinst import (
+    MASK_HEAD_CHANNELS,
+    DynamicMaskHead,
+    MaskBranch,
+    dynamic_param_count,
+    mask_probs_at_out_stride,
+    masks_to_output,
+)
+from streamvis.models.crossvis.config import CrossVISConfig
+from streamvis.models.crossvis.criterion import CrossVISCriterion
+from streamvis.models.crossvis.fcos import FCOSDetections, FCOSHead, FusedTowersHead, HeadOutputs, detect
+from streamvis.models.fpn import FPN
 from streamvis.ops.fast_conv import winograd_convs
+from streamvis.ops.image import normalize_and_pad
 from streamvis.ops.misc import compute_locations
-from streamvis.structures import Instances
-
-# official: the backbone and FPN receive 0.1x of the gradient (features = 0.1*f + 0.9*f.detach())
-BACKBONE_GRADIENT_SCALE = 0.1
-
+from streamvis.structures import Instances, PairBatch
 
 MASK_CHUNK = 16  # instances per pass through the mask head and mask upsampling at inference
+
 
 class CrossVIS(nn.Module):
     """CrossVIS (Yang et al., ICCV 2021) as in the official implementation.
 
     Args:
+        config: the `CrossVISConfig` it was built from (inference settings are read from it;
+            `build_crossvis` builds the parts below from the same config).
         backbone: images (N, 3, H, W) -> [res3, res4, res5].
         fpn: [res3, res4, res5] -> [P3..P7].
         head: `FCOSHead` (with the controller and the re-ID prediction).
@@ -37,33 +48,26 @@ class CrossVIS(nn.Module):
         mask_head: `DynamicMaskHead`.
         criterion: training losses, called as ``criterion(outputs_key, outputs_ref, batch,
             mask_head=...)``; None for an inference-only model.
-        pixel_mean, pixel_std: BGR normalization.
-        score_threshold, nms_threshold, pre_nms_topk, detections_per_frame: FCOS inference.
-        mask_threshold: probability above which a mask pixel is on.
-        sparse_inference: compute the controller and the re-ID prediction only at the detections
-            (same outputs up to float rounding; see `optimize_for_inference`).
-        backbone_gradient_scale: fraction of the gradient that reaches the backbone and FPN in
-            training (official 0.1, for an ImageNet-initialised backbone).
+
+    The inference settings (``score_threshold``, ``nms_threshold``, ``pre_nms_topk``,
+    ``detections_per_frame``, ``mask_threshold``, ``sparse_inference``) and the training
+    setting ``backbone_gradient_scale`` (official 0.1) are copied from `config` into attributes,
+    so that `optimize_for_inference` can switch ``sparse_inference`` on a copy.
     """
 
-    def __init__(self, *, backbone: nn.Module, fpn: nn.Module, head: nn.Module, mask_branch: nn.Module,
-                 mask_head: nn.Module, criterion: nn.Module | None = None,
-                 pixel_mean: tuple[float, ...] = PIXEL_MEAN_BGR, pixel_std: tuple[float, ...] = PIXEL_STD_BGR,
-                 score_threshold: float = 0.05, nms_threshold: float = 0.6, pre_nms_topk: int = 1000,
-                 detections_per_frame: int = 100, mask_threshold: float = 0.5,
-                 sparse_inference: bool = False,
-                 backbone_gradient_scale: float = BACKBONE_GRADIENT_SCALE):
+    def __init__(self, config: CrossVISConfig, *, backbone: nn.Module, fpn: nn.Module, head: nn.Module,
+                 mask_branch: nn.Module, mask_head: nn.Module, criterion: nn.Module | None = None):
         super().__init__()
+        self.config = config
         self.backbone, self.fpn, self.head = backbone, fpn, head
         self.mask_branch, self.mask_head, self.criterion = mask_branch, mask_head, criterion
-        self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
-        self.score_threshold, self.nms_threshold = score_threshold, nms_threshold
-        self.pre_nms_topk, self.detections_per_frame = pre_nms_topk, detections_per_frame
-        self.mask_threshold = mask_threshold
-        self.sparse_inference = sparse_inference
-        self.backbone_gradient_scale = backbone_gradient_scale
+        self.pixel_mean, self.pixel_std = tuple(config.pixel_mean), tuple(config.pixel_std)
+        self.score_threshold, self.nms_threshold = config.score_threshold, config.nms_threshold
+        self.pre_nms_topk, self.detections_per_frame = config.pre_nms_topk, config.detections_per_frame
+        self.mask_threshold = config.mask_threshold
+        self.sparse_inference = config.sparse_inference
+        self.backbone_gradient_scale = config.backbone_gradient_scale
         self.channels_last = False
-        self.config = None  # set by build_model: the ModelConfig it was built from
 
     def forward_features(self, images: torch.Tensor, image_sizes: list[tuple[int, int]] | None = None,
                          dense: bool = True) -> HeadOutputs:
@@ -72,7 +76,7 @@ class CrossVIS(nn.Module):
         Args:
             images: (N, 3, Hp, Wp) normalized and padded (`normalize_and_pad`).
             image_sizes: (h, w) of each image before padding (default: the padded size).
-            dense: see `FCOSHead.forward`; False leaves top_feats/reid_feats None.
+            dense: see `FCOSHead.forward`; False leaves controller_params/reid_feats None.
 
         Returns:
             `HeadOutputs`. In training mode every FPN level passes `backbone_gradient_scale` of the
@@ -91,11 +95,11 @@ class CrossVIS(nn.Module):
                      for f, s in zip(features, strides)]
         if image_sizes is None:
             image_sizes = [tuple(images.shape[-2:])] * images.shape[0]
-        return HeadOutputs(head["cls_logits"], head["bbox_reg"], head["ctrness"], head.get("top_feats"),
-                           head.get("reid_feats"), mask_feats, locations, strides, list(image_sizes),
-                           bbox_towers=head.get("bbox_towers"), fpn_features=None if dense else features)
+        return HeadOutputs(head.cls_logits, head.bbox_reg, head.ctrness, head.controller_params,
+                           head.reid_feats, mask_feats, locations, strides, list(image_sizes),
+                           bbox_towers=head.bbox_towers, fpn_features=None if dense else features)
 
-    def loss(self, batch) -> dict[str, torch.Tensor]:
+    def loss(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         """Training losses of a `PairBatch` (key frames and reference frames run as two batches).
 
         Returns:
@@ -124,7 +128,7 @@ class CrossVIS(nn.Module):
         Returns:
             One `Instances` per image (image_size = output size) with boxes (K, 4) float32 xyxy
             clipped, scores (K,), classes (K,) int64 0-based, masks (K, H, W) bool, embeddings
-            (K, D) raw re-ID features, locations (K, 2), fpn_levels (K,), mask_head_params (K, P)
+            (K, D) raw re-ID features, locations (K, 2), fpn_levels (K,), controller_params (K, P)
             and global_mask_probs (K, Hp/4, Wp/4) (mask probabilities at stride 4 of the padded input).
         """
         was_training = self.training
@@ -154,7 +158,7 @@ class CrossVIS(nn.Module):
     def _image_result(self, outputs: HeadOutputs, index: int, output_size: tuple[int, int]) -> Instances:
         det = detect(outputs, index, score_threshold=self.score_threshold, pre_nms_topk=self.pre_nms_topk,
                      nms_threshold=self.nms_threshold, detections_per_frame=self.detections_per_frame)
-        params, embeddings = self._gather_instance_feats(outputs, index, det)
+        params, embeddings = self._gather_instance_feats(outputs, index, det)  # (K, P), (K, D)
         boxes, keep = scale_and_clip_boxes(det.boxes, outputs.image_sizes[index], output_size)
         params, locations, levels = params[keep], det.locations[keep], det.fpn_levels[keep]
         stride = self.mask_head.mask_feat_stride
@@ -174,27 +178,26 @@ class CrossVIS(nn.Module):
         global_probs, masks = torch.cat(global_probs), torch.cat(masks)
         return Instances(output_size, boxes=boxes[keep], scores=det.scores[keep], classes=det.classes[keep],
                          masks=masks, embeddings=embeddings[keep], locations=locations,
-                         fpn_levels=levels, mask_head_params=params,
+                         fpn_levels=levels, controller_params=params,
                          global_mask_probs=global_probs[:, 0])
 
-    def _gather_instance_feats(self, outputs: HeadOutputs, index: int, det: Detections
+    def _gather_instance_feats(self, outputs: HeadOutputs, index: int, det: FCOSDetections
                                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Controller params (K, P) and re-ID embeddings (K, D) at the detections' cells."""
-        num_params = self.mask_head.num_params
         reid_dim = self.head.reid_pred.out_channels
-        params = det.boxes.new_zeros((len(det.cells), num_params))
+        params = det.boxes.new_zeros((len(det.cells), self.mask_head.num_controller_params))
         embeddings = det.boxes.new_zeros((len(det.cells), reid_dim))
         for level in det.fpn_levels.unique().tolist():
             chosen = det.fpn_levels == level
             cells = det.cells[chosen]
-            if outputs.top_feats is not None:
-                params[chosen] = outputs.top_feats[level][index].flatten(1)[:, cells].t()
+            if outputs.controller_params is not None:
+                params[chosen] = outputs.controller_params[level][index].flatten(1)[:, cells].t()
                 embeddings[chosen] = outputs.reid_feats[level][index].flatten(1)[:, cells].t()
                 continue
             width = outputs.cls_logits[level].shape[-1]
             ys, xs, first = cells // width, cells % width, torch.zeros_like(cells)
             bbox_tower = outputs.bbox_towers[level][index : index + 1]
-            params[chosen] = self.head.sparse_top_feats(bbox_tower, first, ys, xs)
+            params[chosen] = self.head.sparse_controller_params(bbox_tower, first, ys, xs)
             # the re-ID tower (GroupNorm: needs the whole map) runs only where there are detections
             reid_tower = self.head.reid_tower(outputs.fpn_features[level][index : index + 1])
             embeddings[chosen] = self.head.sparse_reid_feats(reid_tower, first, ys, xs)
@@ -240,6 +243,7 @@ def optimize_for_inference(model: CrossVIS, *, fuse_towers: bool = True, winogra
         fast.backbone.stem = ChannelsLastStem(fast.backbone.stem)
     fold_batchnorm_sequentials(fast.mask_branch)
     fast.sparse_inference = True
+    fast.config = fast.config.replace(sparse_inference=True)  # what the copy does, for `weights.save`
     if fuse_towers and len(fast.head.cls_tower) > 0:
         fast.head = FusedTowersHead(fast.head)
     if winograd:
@@ -273,3 +277,28 @@ def _fold_conv_bn(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
         folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
         folded.bias.copy_((bias - norm.running_mean) * scale + norm.bias)
     return folded
+
+
+def build_crossvis(config: CrossVISConfig) -> CrossVIS:
+    """Build a CrossVIS from its config (training init; load weights separately)."""
+    backbone = ResNet(depth=config.depth, freeze_at=config.freeze_at, stride_in_1x1=config.stride_in_1x1,
+                      norm=config.backbone_norm)
+    fpn = FPN(in_channels=backbone.out_channels, out_channels=config.fpn_channels)
+    head = FCOSHead(in_channels=config.fpn_channels, channels=config.head_channels,
+                    num_classes=config.num_classes, num_convs=config.head_num_convs,
+                    num_controller_params=dynamic_param_count(config.mask_out_channels, MASK_HEAD_CHANNELS),
+                    reid_dim=config.reid_dim)
+    mask_branch = MaskBranch(in_channels=config.fpn_channels, channels=config.mask_branch_channels,
+                             out_channels=config.mask_out_channels, num_convs=config.mask_branch_num_convs)
+    mask_head = DynamicMaskHead(in_channels=config.mask_out_channels)
+    return CrossVIS(config, backbone=backbone, fpn=fpn, head=head, mask_branch=mask_branch,
+                    mask_head=mask_head, criterion=build_criterion(config))
+
+
+def build_criterion(config: CrossVISConfig) -> CrossVISCriterion:
+    """The training criterion (models/crossvis/criterion.py); it owns the identity proxies."""
+    if config.num_identities == 0:
+        raise ConfigError("model.num_identities is 0 (derive from the data): set it, or build the "
+                          "model through `streamvis train`, which counts the training identities")
+    return CrossVISCriterion(config.loss, num_classes=config.num_classes,
+                             num_identities=config.num_identities, embedding_dim=config.reid_dim)

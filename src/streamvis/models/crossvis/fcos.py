@@ -1,4 +1,4 @@
-"""FCOS head (cls / bbox / re-ID towers, CondInst controller) and its outputs container.
+"""FCOS head (cls / bbox / re-ID towers, CondInst controller), its typed outputs and FCOS inference.
 
 Reference facts.md, section 4. Tower layers are indexed like the official ``nn.Sequential``
 (conv at 0, 3, 6, 9; GroupNorm at 1, 4, 7, 10), so official keys map by prefix only.
@@ -7,7 +7,7 @@ Reference facts.md, section 4. Tower layers are indexed like the official ``nn.S
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,8 @@ class HeadOutputs:
         cls_logits: per level (N, C, H_l, W_l) raw class logits.
         bbox_reg: per level (N, 4, H_l, W_l) relu(scale_l * bbox_pred): l, t, r, b in stride units.
         ctrness: per level (N, 1, H_l, W_l) raw centerness logits.
-        top_feats: per level (N, P, H_l, W_l) dynamic mask-head parameters (controller output),
-            or None when only the tower features were computed (fast inference).
+        controller_params: per level (N, P, H_l, W_l) dynamic mask-head parameters (controller
+            output), or None when only the tower features were computed (fast inference).
         reid_feats: per level (N, D, H_l, W_l) re-ID embeddings (reid_pred_bn output), or None.
         mask_feats: (N, 8, Hp/8, Wp/8) mask-branch output (stride 8).
         locations: per level (H_l*W_l, 2) (x, y) image pixels, row-major.
@@ -42,7 +42,7 @@ class HeadOutputs:
     cls_logits: list[torch.Tensor]
     bbox_reg: list[torch.Tensor]
     ctrness: list[torch.Tensor]
-    top_feats: list[torch.Tensor] | None
+    controller_params: list[torch.Tensor] | None
     reid_feats: list[torch.Tensor] | None
     mask_feats: torch.Tensor
     locations: list[torch.Tensor]
@@ -50,6 +50,34 @@ class HeadOutputs:
     image_sizes: list[tuple[int, int]]
     bbox_towers: list[torch.Tensor] | None = None
     fpn_features: list[torch.Tensor] | None = None
+
+
+@dataclass
+class FCOSHeadOutputs:
+    """What `FCOSHead.forward` returns: per-level lists, one (N, C_x, H_l, W_l) tensor per level.
+
+    Attributes:
+        cls_logits: (N, C, H_l, W_l) raw class logits.
+        bbox_reg: (N, 4, H_l, W_l) relu(scale_l * bbox_pred), l, t, r, b in stride units.
+        ctrness: (N, 1, H_l, W_l) raw centerness logits.
+        controller_params: (N, P, H_l, W_l) controller output (dense), else None.
+        reid_feats: (N, D, H_l, W_l) re-ID embeddings (dense), else None.
+        bbox_towers: (N, C_t, H_l, W_l) bbox tower outputs (sparse: `dense=False`), else None.
+    """
+
+    cls_logits: list[torch.Tensor] = field(default_factory=list)
+    bbox_reg: list[torch.Tensor] = field(default_factory=list)
+    ctrness: list[torch.Tensor] = field(default_factory=list)
+    controller_params: list[torch.Tensor] | None = None
+    reid_feats: list[torch.Tensor] | None = None
+    bbox_towers: list[torch.Tensor] | None = None
+
+    @classmethod
+    def empty(cls, dense: bool) -> FCOSHeadOutputs:
+        """Empty lists for the outputs a dense (or sparse) forward fills."""
+        if dense:
+            return cls(controller_params=[], reid_feats=[])
+        return cls(bbox_towers=[])
 
 
 class Scale(nn.Module):
@@ -81,12 +109,12 @@ class FCOSHead(nn.Module):
         num_classes: foreground classes.
         num_convs: convs per tower (official 4).
         num_levels: FPN levels (5).
-        controller_params: dynamic mask-head parameter count (official 169).
+        num_controller_params: dynamic mask-head parameters per instance (official 169).
         reid_dim: re-ID embedding width (official 256).
     """
 
     def __init__(self, *, in_channels: int, num_classes: int, channels: int | None = None, num_convs: int = 4,
-                 num_levels: int = 5, controller_params: int = 169, reid_dim: int = 256):
+                 num_levels: int = 5, num_controller_params: int = 169, reid_dim: int = 256):
         super().__init__()
         self.num_classes = num_classes
         channels = in_channels if channels is None else channels
@@ -99,7 +127,7 @@ class FCOSHead(nn.Module):
         self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, padding=1)
         self.bbox_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
         self.ctrness = nn.Conv2d(in_channels, 1, 3, padding=1)
-        self.controller = nn.Conv2d(in_channels, controller_params, 3, padding=1)
+        self.controller = nn.Conv2d(in_channels, num_controller_params, 3, padding=1)
         self.reid_pred = nn.Conv2d(in_channels, reid_dim, 1)
         self.reid_pred_bn = nn.BatchNorm2d(reid_dim)
         self.scales = nn.ModuleList([Scale(1.0) for _ in range(num_levels)])
@@ -113,32 +141,31 @@ class FCOSHead(nn.Module):
                 nn.init.zeros_(module.bias)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - CLS_PRIOR_PROB) / CLS_PRIOR_PROB))
 
-    def forward(self, features: list[torch.Tensor], dense: bool = True) -> dict[str, list[torch.Tensor]]:
+    def forward(self, features: list[torch.Tensor], dense: bool = True) -> FCOSHeadOutputs:
         """Run the head on every level.
 
         Args:
             features: FPN levels, each (N, C, H_l, W_l).
             dense: compute the controller and re-ID outputs at every location (official). When
                 False, skip them and the re-ID tower and return the bbox tower outputs, so that they
-                can be evaluated at the detections only (`sparse_top_feats`, `sparse_reid_feats`).
+                can be evaluated at the detections only (`sparse_controller_params`, `sparse_reid_feats`).
 
         Returns:
-            dict of per-level lists: cls_logits, bbox_reg, ctrness and either top_feats + reid_feats
-            (dense) or bbox_towers.
+            `FCOSHeadOutputs` with cls_logits, bbox_reg, ctrness and either controller_params +
+            reid_feats (dense) or bbox_towers.
         """
-        out: dict[str, list[torch.Tensor]] = {k: [] for k in ("cls_logits", "bbox_reg", "ctrness")}
-        out.update({k: [] for k in (("top_feats", "reid_feats") if dense else ("bbox_towers",))})
+        out = FCOSHeadOutputs.empty(dense)
         for level, feature in enumerate(features):
             cls_tower = self.cls_tower(feature)
             bbox_tower = self.bbox_tower(feature)
-            out["cls_logits"].append(self.cls_logits(cls_tower))
-            out["ctrness"].append(self.ctrness(bbox_tower))
-            out["bbox_reg"].append(F.relu(self.scales[level](self.bbox_pred(bbox_tower))))
-            _append_instance_outputs(self, out, feature, bbox_tower, dense)
+            out.cls_logits.append(self.cls_logits(cls_tower))
+            out.ctrness.append(self.ctrness(bbox_tower))
+            out.bbox_reg.append(F.relu(self.scales[level](self.bbox_pred(bbox_tower))))
+            _append_instance_outputs(self, out, feature, bbox_tower)
         return out
 
-    def sparse_top_feats(self, bbox_tower: torch.Tensor, im_inds: torch.Tensor, ys: torch.Tensor,
-                         xs: torch.Tensor) -> torch.Tensor:
+    def sparse_controller_params(self, bbox_tower: torch.Tensor, im_inds: torch.Tensor, ys: torch.Tensor,
+                                 xs: torch.Tensor) -> torch.Tensor:
         """Controller output at K cells of one level: gathers each 3x3 neighbourhood (zero-padded).
 
         Args:
@@ -169,7 +196,7 @@ class FCOSHead(nn.Module):
 
 
 @dataclass
-class Detections:
+class FCOSDetections:
     """FCOS detections of one image after NMS and the post-NMS cap (official order).
 
     Attributes:
@@ -188,13 +215,14 @@ class Detections:
     fpn_levels: torch.Tensor
     cells: torch.Tensor
 
-    def select(self, keep: torch.Tensor) -> Detections:
-        return Detections(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
+    def select(self, keep: torch.Tensor) -> FCOSDetections:
+        """The detections `keep` (index or bool tensor)."""
+        return FCOSDetections(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
 
 
 def level_candidates(cls_logits: torch.Tensor, bbox_reg: torch.Tensor, ctrness: torch.Tensor,
                      locations: torch.Tensor, stride: int, level: int, *, score_threshold: float,
-                     pre_nms_topk: int) -> Detections:
+                     pre_nms_topk: int) -> FCOSDetections:
     """Candidates of one image at one level (official FCOSOutputs.forward_for_single_feature_map).
 
     Args:
@@ -202,7 +230,7 @@ def level_candidates(cls_logits: torch.Tensor, bbox_reg: torch.Tensor, ctrness: 
         locations: (H*W, 2).
 
     Returns:
-        Detections (before NMS) with score_map = cls_prob*ctr_prob > score_threshold, at most
+        FCOSDetections (before NMS) with score_map = cls_prob*ctr_prob > score_threshold, at most
         pre_nms_topk of them (torch.topk, unsorted), in (location, class) row-major order otherwise.
     """
     num_classes = cls_logits.shape[0]
@@ -220,11 +248,11 @@ def level_candidates(cls_logits: torch.Tensor, bbox_reg: torch.Tensor, ctrness: 
     boxes = torch.stack([where[:, 0] - reg[:, 0], where[:, 1] - reg[:, 1],
                          where[:, 0] + reg[:, 2], where[:, 1] + reg[:, 3]], dim=1)
     levels = torch.full_like(cells, level)
-    return Detections(boxes, torch.sqrt(scores), classes, where, levels, cells)
+    return FCOSDetections(boxes, torch.sqrt(scores), classes, where, levels, cells)
 
 
 def detect(outputs: HeadOutputs, image_index: int, *, score_threshold: float, pre_nms_topk: int,
-           nms_threshold: float, detections_per_frame: int) -> Detections:
+           nms_threshold: float, detections_per_frame: int) -> FCOSDetections:
     """FCOS inference for one image: per-level candidates, class-aware NMS, post-NMS cap with ties.
 
     Reference facts.md, section 5.
@@ -235,8 +263,8 @@ def detect(outputs: HeadOutputs, image_index: int, *, score_threshold: float, pr
                          score_threshold=score_threshold, pre_nms_topk=pre_nms_topk)
         for lv in range(len(outputs.cls_logits))
     ]
-    fields = Detections.__dataclass_fields__
-    merged = Detections(*(torch.cat([getattr(d, f) for d in per_level]) for f in fields))
+    fields = FCOSDetections.__dataclass_fields__
+    merged = FCOSDetections(*(torch.cat([getattr(d, f) for d in per_level]) for f in fields))
     merged = merged.select(batched_nms(merged.boxes, merged.scores, merged.classes, nms_threshold))
     count = merged.scores.numel()
     if count > detections_per_frame > 0:
@@ -281,36 +309,34 @@ class FusedTowersHead(nn.Module):
             self.box_ctr.bias.copy_(torch.cat([head.bbox_pred.bias, head.ctrness.bias]))
         self.requires_grad_(False)
 
-    sparse_top_feats = FCOSHead.sparse_top_feats
+    sparse_controller_params = FCOSHead.sparse_controller_params
     sparse_reid_feats = FCOSHead.sparse_reid_feats
 
-    def forward(self, features: list[torch.Tensor], dense: bool = True) -> dict[str, list[torch.Tensor]]:
+    def forward(self, features: list[torch.Tensor], dense: bool = True) -> FCOSHeadOutputs:
         """Same contract as `FCOSHead.forward`."""
-        extra = ("top_feats", "reid_feats") if dense else ("bbox_towers",)
-        keys = ("cls_logits", "bbox_reg", "ctrness") + extra
-        out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+        out = FCOSHeadOutputs.empty(dense)
         for level, feature in enumerate(features):
             x = feature
             for conv, norm in zip(self.convs, self.norms):
                 x = F.relu(norm(conv(x)))  # (N, 2C, H, W): cls | bbox towers
             cls_tower, bbox_tower = x.chunk(2, dim=1)
             box_ctr = self.box_ctr(bbox_tower)  # (N, 5, H, W)
-            out["cls_logits"].append(self.cls_logits(cls_tower))
-            out["bbox_reg"].append(F.relu(self.scales[level](box_ctr[:, :4])))
-            out["ctrness"].append(box_ctr[:, 4:])
-            _append_instance_outputs(self, out, feature, bbox_tower, dense)
+            out.cls_logits.append(self.cls_logits(cls_tower))
+            out.bbox_reg.append(F.relu(self.scales[level](box_ctr[:, :4])))
+            out.ctrness.append(box_ctr[:, 4:])
+            _append_instance_outputs(self, out, feature, bbox_tower)
         return out
 
 
-def _append_instance_outputs(head, out: dict, feature: torch.Tensor, bbox_tower: torch.Tensor,
-                             dense: bool) -> None:
-    """One level's controller and re-ID outputs (dense), or its bbox tower for `sparse_top_feats`."""
-    if dense:
-        out["top_feats"].append(head.controller(bbox_tower))
+def _append_instance_outputs(head, out: FCOSHeadOutputs, feature: torch.Tensor,
+                             bbox_tower: torch.Tensor) -> None:
+    """One level's controller and re-ID outputs (dense), or its bbox tower (sparse inference)."""
+    if out.bbox_towers is None:
+        out.controller_params.append(head.controller(bbox_tower))
         # official: one reid_pred_bn call per level (per-level batch statistics in training)
-        out["reid_feats"].append(head.reid_pred_bn(head.reid_pred(head.reid_tower(feature))))
+        out.reid_feats.append(head.reid_pred_bn(head.reid_pred(head.reid_tower(feature))))
     else:
-        out["bbox_towers"].append(bbox_tower)
+        out.bbox_towers.append(bbox_tower)
 
 
 def _fuse_tower_layer(convs, norms, shared_input: bool) -> tuple[nn.Conv2d, nn.GroupNorm]:

@@ -1,23 +1,18 @@
-"""Official CrossVIS checkpoints -> streamvis weights files, and streamvis weights -> models.
+"""Official CrossVIS checkpoints (hustvl/CrossVIS, detectron2 layout) -> our state dict and config.
 
 Our module names follow the official ones closely, so the conversion is a prefix rename
 (`OFFICIAL_PREFIXES`); depth, class and identity counts and layer widths are read off the shapes.
-A streamvis weights file is a plain dict ``{"model": state_dict, "config": ModelConfig as a dict,
-"meta": {...}}`` read with ``torch.load(weights_only=True)``.
+Writing the result is `streamvis.models.weights.save_weights`' job (`streamvis convert`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from streamvis.config import from_dict, to_dict
 from streamvis.errors import DataFormatError
 from streamvis.models.backbone import RESNET_SPECS
-from streamvis.models.build import ModelConfig, build_model
-from streamvis.models.condinst import SIZES_OF_INTEREST
-from streamvis.models.crossvis import CrossVIS
+from streamvis.models.crossvis.condinst import SIZES_OF_INTEREST
+from streamvis.models.crossvis.config import CrossVISConfig
 
 # official key prefix -> ours (first match wins; order matters: longer prefixes first)
 OFFICIAL_PREFIXES: tuple[tuple[str, str], ...] = (
@@ -42,7 +37,6 @@ REQUIRED_OFFICIAL_KEYS = (
     "controller.weight",
     "mask_branch.refine.0.0.weight",
 )
-FORMAT_NAME = "streamvis-weights-v1"
 
 
 def rename_official_key(key: str) -> str | None:
@@ -73,7 +67,7 @@ def official_state_dict(checkpoint, path=None) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(v) for k, v in checkpoint.items()}
 
 
-def infer_config(state: dict[str, torch.Tensor], path=None, **overrides) -> ModelConfig:
+def infer_config(state: dict[str, torch.Tensor], path=None, **overrides) -> CrossVISConfig:
     """Read the architecture off an official state dict's shapes (depth, classes, identities, widths)."""
     bottleneck = "backbone.bottom_up.res2.0.conv3.weight" in state
     res4_blocks = len({k.split(".")[3] for k in state if k.startswith("backbone.bottom_up.res4.")})
@@ -99,12 +93,16 @@ def infer_config(state: dict[str, torch.Tensor], path=None, **overrides) -> Mode
     if "cls.weight" in state:
         values["num_identities"] = int(state["cls.weight"].shape[0])
     values.update(overrides)
-    return ModelConfig(**values)
+    return CrossVISConfig(**values)
 
 
 def convert_official(checkpoint, path=None, **config_overrides
-                     ) -> tuple[dict[str, torch.Tensor], ModelConfig]:
-    """Official checkpoint (loaded object) -> (our state dict, inferred ModelConfig)."""
+                     ) -> tuple[dict[str, torch.Tensor], CrossVISConfig]:
+    """Official checkpoint (loaded object) -> (our state dict, inferred `CrossVISConfig`).
+
+    Raises:
+        DataFormatError: not an official CrossVIS checkpoint, or one with unexpected keys/buffers.
+    """
     state = official_state_dict(checkpoint, path)
     soi = state.get("mask_head.sizes_of_interest")
     if soi is not None and tuple(int(v) for v in soi.tolist()) != SIZES_OF_INTEREST:
@@ -119,50 +117,3 @@ def convert_official(checkpoint, path=None, **config_overrides
         if new_key is not None:
             converted[new_key] = value.detach().clone()
     return converted, infer_config(state, path, **config_overrides)
-
-
-def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], path=None,
-                     optional_prefixes: tuple[str, ...] = ("criterion.",)) -> None:
-    """Raise DataFormatError naming missing/unexpected keys or wrong shapes (keys under
-    `optional_prefixes` may be absent)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and not k.startswith(optional_prefixes)]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise DataFormatError(f"weights do not fit the model: missing {missing[:10]}"
-                              f"{' ...' if len(missing) > 10 else ''}, unexpected {unexpected[:10]}",
-                              path=path)
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise DataFormatError(f"shape {tuple(value.shape)} does not fit the model's "
-                                  f"{tuple(expected[key].shape)}", path=path, field=key)
-
-
-def weights_file(model_state: dict[str, torch.Tensor], cfg: ModelConfig, **meta) -> dict:
-    """The dict stored in a streamvis weights file."""
-    return {"model": model_state, "config": to_dict(cfg), "meta": {"format": FORMAT_NAME, **meta}}
-
-
-def load_model(weights_path, device="cpu") -> CrossVIS:
-    """Build the model stored in a streamvis weights file (its config is inside), in eval mode.
-
-    Raises:
-        DataFormatError: the file is not a streamvis weights file or its weights do not fit.
-    """
-    path = Path(weights_path)
-    if not path.is_file():
-        raise DataFormatError("no such weights file", path=path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (any unpickling failure is a format error for the user)
-        raise DataFormatError(f"cannot read weights file: {err}", path=path) from None
-    if not isinstance(data, dict) or "model" not in data or "config" not in data:
-        hint = ""
-        if isinstance(data, dict):
-            hint = " (an official checkpoint? convert it with `streamvis convert`)"
-        raise DataFormatError(f"not a streamvis weights file: needs 'model' and 'config'{hint}", path=path)
-    cfg = from_dict(ModelConfig, data["config"], prefix="config")
-    model = build_model(cfg)
-    check_state_dict(model, data["model"], path)
-    model.load_state_dict(data["model"], strict=False)
-    return model.to(device).eval()

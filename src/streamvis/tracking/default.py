@@ -1,6 +1,6 @@
 """streamvis' default tracker: vectorized, globally optimal assignment with re-identification.
 
-Differences from the official rule (`crossvis_tracker.py`), each aimed at one failure of it:
+Differences from the official rule (`tracking/crossvis.py`), each aimed at one failure of it:
 
 - **Hungarian assignment** (scipy) over a similarity matrix instead of greedy per-detection
   argmax with dropped losers, so two same-class objects that swap sides are not merged.
@@ -17,14 +17,17 @@ Differences from the official rule (`crossvis_tracker.py`), each aimed at one fa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from streamvis.errors import ConfigError
 from streamvis.structures import Instances
 from streamvis.tracking.base import (
-    Detections,
     SpilledTracks,
     Track,
+    TrackerDetections,
     box_iou,
     coarse_mask_iou,
     cosine_similarity,
@@ -39,10 +42,11 @@ def _normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-class DefaultTracker:
-    """Online tracker: Hungarian matching on embedding/box/mask/class similarity, with re-ID.
+@dataclass(frozen=True)
+class DefaultTrackerOptions:
+    """Options of `DefaultTracker` (``--tracker-set KEY=VALUE``).
 
-    Args:
+    Attributes:
         match_threshold: minimum similarity of an accepted (track, detection) pair. The default
             0.8 = 0.55 + `class_weight`: a same-class pair without overlap needs an embedding cosine
             >= 0.55 (the official rule: 0.4). The IoU weights (0.8 together) stay below the
@@ -68,40 +72,44 @@ class DefaultTracker:
             0.25 by default (tuned with `match_threshold`).
     """
 
-    def __init__(
-        self,
-        *,
-        match_threshold: float = 0.8,
-        embedding_weight: float = 1.0,
-        box_iou_weight: float = 0.4,
-        mask_iou_weight: float = 0.4,
-        class_weight: float = 0.25,
-        embedding_momentum: float = 0.7,
-        max_age: int = 30,
-        duplicate_iou: float = 0.8,
-        duplicates_across_classes: bool = False,
-        min_score: float = 0.0,
-        new_track_score: float = 0.0,
-        length_weight: float = 0.25,
-    ):
-        self.match_threshold = match_threshold
-        self.embedding_weight = embedding_weight
-        self.box_iou_weight = box_iou_weight
-        self.mask_iou_weight = mask_iou_weight
-        self.class_weight = class_weight
-        self.embedding_momentum = embedding_momentum
-        self.max_age = max_age
-        self.duplicate_iou = duplicate_iou
-        self.duplicates_across_classes = duplicates_across_classes
-        self.min_score = min_score
-        self.new_track_score = new_track_score
-        self.length_weight = length_weight
+    match_threshold: float = 0.8
+    embedding_weight: float = 1.0
+    box_iou_weight: float = 0.4
+    mask_iou_weight: float = 0.4
+    class_weight: float = 0.25
+    embedding_momentum: float = 0.7
+    max_age: int = 30
+    duplicate_iou: float = 0.8
+    duplicates_across_classes: bool = False
+    min_score: float = 0.0
+    new_track_score: float = 0.0
+    length_weight: float = 0.25
+
+    def __post_init__(self):
+        if not 0.0 <= self.embedding_momentum <= 1.0:
+            raise ConfigError(f"embedding_momentum must lie in [0, 1], got {self.embedding_momentum}")
+        # thresholds above 1 are allowed: they switch their rule off (no score or IoU exceeds 1)
+        for name in ("embedding_weight", "box_iou_weight", "mask_iou_weight", "class_weight",
+                     "length_weight", "max_age", "duplicate_iou", "min_score", "new_track_score"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+class DefaultTracker:
+    """Online tracker: Hungarian matching on embedding/box/mask/class similarity, with re-ID.
+
+    Args:
+        options: `DefaultTrackerOptions` (default: the defaults in code, tuned as they say).
+    """
+
+    def __init__(self, options: DefaultTrackerOptions | None = None):
+        self.options = options if options is not None else DefaultTrackerOptions()
         self._frames_seen = 0
         self.active: list[Track] = []  # tracks still matchable
         self.retired = SpilledTracks()  # finished tracks live on disk: memory stays flat
         self._next_id = 1
 
-    def similarity(self, dets: Detections, rles: list[dict]) -> np.ndarray:
+    def similarity(self, dets: TrackerDetections, rles: list[dict]) -> np.ndarray:
         """(N, T) similarity of N detections to the T active tracks."""
         if not self.active:
             return np.zeros((len(dets), 0))
@@ -112,23 +120,23 @@ class DefaultTracker:
         box_ious = box_iou(dets.boxes, track_boxes)  # (N, T)
         mask_ious = overlapping_mask_iou(rles, [t.last_mask for t in self.active])  # (N, T)
         return (
-            self.embedding_weight * cosine_similarity(dets.embeddings, track_embeddings)
-            + self.box_iou_weight * box_ious
-            + self.mask_iou_weight * mask_ious
-            + self.class_weight * np.where(same_class, 1.0, -1.0)
+            self.options.embedding_weight * cosine_similarity(dets.embeddings, track_embeddings)
+            + self.options.box_iou_weight * box_ious
+            + self.options.mask_iou_weight * mask_ious
+            + self.options.class_weight * np.where(same_class, 1.0, -1.0)
         )
 
-    def _suppress_duplicates(self, dets: Detections) -> np.ndarray:
+    def _suppress_duplicates(self, dets: TrackerDetections) -> np.ndarray:
         """Indices of kept detections, highest score first (mask IoU on a coarse grid)."""
         order = np.argsort(-dets.scores, kind="stable")
-        order = order[dets.scores[order] >= self.min_score]
+        order = order[dets.scores[order] >= self.options.min_score]
         ious = coarse_mask_iou(dets.masks[order])  # (K, K)
-        if not self.duplicates_across_classes:
+        if not self.options.duplicates_across_classes:
             classes = dets.classes[order]
             ious = np.where(classes[:, None] == classes[None, :], ious, 0.0)
         keep: list[int] = []
         for rank in range(len(order)):
-            if not keep or ious[rank, keep].max() <= self.duplicate_iou:
+            if not keep or ious[rank, keep].max() <= self.options.duplicate_iou:
                 keep.append(rank)
         return order[keep]
 
@@ -152,22 +160,22 @@ class DefaultTracker:
         rles = encode_frame_masks(dets.masks)  # dense masks end here
         similarity = self.similarity(dets, rles)  # (K, T)
         rows, cols = linear_sum_assignment(similarity, maximize=True)
-        accepted = similarity[rows, cols] >= self.match_threshold
+        accepted = similarity[rows, cols] >= self.options.match_threshold
         matched: list[Track] = []
         for row, col in zip(rows[accepted], cols[accepted]):
             matched.append(self._extend(self.active[col], dets, rles, int(row), frame_index))
         for row in sorted(set(range(len(dets))) - set(rows[accepted].tolist())):
-            if dets.scores[row] >= self.new_track_score:
+            if dets.scores[row] >= self.options.new_track_score:
                 matched.append(self._start(dets, rles, row, frame_index))
         return sorted(matched, key=lambda t: t.track_id)
 
     def _retire(self, frame_index: int) -> None:
-        stale = [t for t in self.active if frame_index - t.last_frame > self.max_age]
+        stale = [t for t in self.active if frame_index - t.last_frame > self.options.max_age]
         if stale:
             self.retired.extend(stale)
-            self.active = [t for t in self.active if frame_index - t.last_frame <= self.max_age]
+            self.active = [t for t in self.active if frame_index - t.last_frame <= self.options.max_age]
 
-    def _start(self, dets: Detections, rles: list[dict], det: int, frame_index: int) -> Track:
+    def _start(self, dets: TrackerDetections, rles: list[dict], det: int, frame_index: int) -> Track:
         track = Track(
             track_id=self._next_id,
             category=int(dets.classes[det]),
@@ -180,15 +188,16 @@ class DefaultTracker:
         self.active.append(track)
         return self._record(track, dets, rles, det, frame_index)
 
-    def _extend(self, track: Track, dets: Detections, rles: list[dict], det: int, frame_index: int) -> Track:
-        momentum = self.embedding_momentum
+    def _extend(self, track: Track, dets: TrackerDetections, rles: list[dict], det: int,
+                frame_index: int) -> Track:
+        momentum = self.options.embedding_momentum
         blended = momentum * track.embedding + (1 - momentum) * _normalize(dets.embeddings[det])
         track.embedding = _normalize(blended)
         track.box = dets.boxes[det].copy()
         return self._record(track, dets, rles, det, frame_index)
 
     @staticmethod
-    def _record(track: Track, dets: Detections, rles: list[dict], det: int, frame_index: int) -> Track:
+    def _record(track: Track, dets: TrackerDetections, rles: list[dict], det: int, frame_index: int) -> Track:
         score, cls = float(dets.scores[det]), int(dets.classes[det])
         track.scores.append(score)
         track.masks[frame_index] = rles[det]
@@ -200,8 +209,9 @@ class DefaultTracker:
     def finalize(self) -> list[Track]:
         """All tracks of the video (retired and active), in track-id order, with their video score."""
         tracks = sorted([*self.retired, *self.active], key=lambda t: t.track_id)
-        if self.length_weight:
+        if self.options.length_weight:
             frames = max(self._frames_seen, 1)
+            weight = self.options.length_weight
             for track in tracks:
-                track.video_score = track.mean_score * (len(track.scores) / frames) ** self.length_weight
+                track.video_score = track.mean_score * (len(track.scores) / frames) ** weight
         return tracks

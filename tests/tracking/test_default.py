@@ -1,4 +1,4 @@
-"""streamvis' default tracker on hand-built detection sequences, and the tracker table."""
+"""streamvis' default tracker (tracking/default.py) on hand-built detection sequences."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 
 from streamvis.data.masks import decode_rle
 from streamvis.errors import ConfigError
-from streamvis.tracking import TRACKERS, CrossVISTracker, DefaultTracker, build_tracker
+from streamvis.tracking import CrossVISTracker, DefaultTracker, DefaultTrackerOptions
 
 
 def _run(frames, make, **kwargs):
-    tracker = DefaultTracker(**kwargs)
+    tracker = DefaultTracker(DefaultTrackerOptions(**kwargs))
     for index, detections in enumerate(frames):
         tracker.update(make(detections), index)
     return tracker.finalize()
@@ -58,7 +58,7 @@ def test_ambiguous_crossing_keeps_both_detections(frame, emb):
         [([30, 10, 50, 30], 0, 0.9, look), ([31, 10, 51, 30], 0, 0.8, look)],
     ]
     official = CrossVISTracker()
-    ours = DefaultTracker(duplicate_iou=0.99)
+    ours = DefaultTracker(DefaultTrackerOptions(duplicate_iou=0.99))
     for index, detections in enumerate(frames):
         official.update(frame(detections), index)
         ours.update(frame(detections), index)
@@ -131,10 +131,10 @@ def test_length_weight_ranks_fragments_below_whole_tracks(frame, emb):
     plain = {t.category: t.score for t in _run(frames, frame, length_weight=0.0)}
     assert plain == pytest.approx({0: 0.6, 1: 0.9})  # the official mean: the fragment ranks first
     default = {t.category: t.score for t in _run(frames, frame)}
-    assert default == pytest.approx({0: 0.6, 1: 0.9 * (1 / 4) ** DefaultTracker().length_weight})
+    assert default == pytest.approx({0: 0.6, 1: 0.9 * (1 / 4) ** DefaultTrackerOptions().length_weight})
     weighted = {t.category: t.score for t in _run(frames, frame, length_weight=0.5)}
     assert weighted == pytest.approx({0: 0.6, 1: 0.9 * (1 / 4) ** 0.5})
-    tracker = DefaultTracker(length_weight=0.5)
+    tracker = DefaultTracker(DefaultTrackerOptions(length_weight=0.5))
     for index, detections in enumerate(frames):
         tracker.update(frame(detections), index)
     first = [t.score for t in tracker.finalize()]
@@ -142,7 +142,7 @@ def test_length_weight_ranks_fragments_below_whole_tracks(frame, emb):
 
 
 def test_embedding_is_a_normalized_moving_average(frame, emb):
-    tracker = DefaultTracker(embedding_momentum=0.5)
+    tracker = DefaultTracker(DefaultTrackerOptions(embedding_momentum=0.5))
     box = [10, 10, 30, 30]
     tracker.update(frame([(box, 0, 0.9, 3 * emb(0))]), 0)
     (track,) = tracker.update(frame([(box, 0, 0.9, 2 * emb(1))]), 1)
@@ -155,68 +155,7 @@ def test_empty_frames_and_results(frame):
     assert tracker.update(frame([]), 0) == [] and tracker.finalize() == []
 
 
-def test_build_tracker_table():
-    assert set(TRACKERS) == {"default", "crossvis"}
-    assert isinstance(build_tracker("crossvis"), CrossVISTracker)
-    assert build_tracker("default", max_age=3).max_age == 3
-    with pytest.raises(ConfigError, match="default"):
-        build_tracker("sort")
-
-
-def test_overlapping_mask_iou_is_exact():
-    from streamvis.data.masks import encode_masks
-    from streamvis.tracking.base import mask_iou, overlapping_mask_iou
-
-    rng = np.random.default_rng(0)
-    masks = np.zeros((6, 30, 40), bool)
-    for m in masks:
-        y, x = rng.integers(0, 20), rng.integers(0, 30)
-        m[y : y + rng.integers(2, 10), x : x + rng.integers(2, 10)] = True
-    masks[5] = False  # an empty mask
-    rles = encode_masks(masks)
-    exact = mask_iou(rles[:3], rles[3:])
-    assert np.array_equal(overlapping_mask_iou(rles[:3], rles[3:]), exact)
-    full = mask_iou(rles, rles)
-    assert np.array_equal(overlapping_mask_iou(rles, rles), full) and (full[~np.eye(6, dtype=bool)] > 0).any()
-
-
-def test_spilled_tracks_round_trip_and_keep_appending():
-    import numpy as np
-
-    from streamvis.tracking.base import SpilledTracks, Track
-
-    store = SpilledTracks()
-    assert len(store) == 0 and list(store) == []
-
-    def make(i):
-        return Track(track_id=i, category=1, box=np.arange(4, dtype=np.float32),
-                     embedding=np.ones(3, np.float32), first_frame=i, last_frame=i + 2, scores=[0.5],
-                     masks={i: {"size": [2, 2], "counts": "04"}})
-
-    store.extend([make(1), make(2)])
-    assert [t.track_id for t in store] == [1, 2]
-    store.extend([make(3)])  # appending after a read must not overwrite
-    tracks = list(store)
-    assert [t.track_id for t in tracks] == [1, 2, 3] and len(store) == 3
-    assert tracks[2].masks == {3: {"size": [2, 2], "counts": "04"}} and tracks[0].box.tolist() == [0, 1, 2, 3]
-
-
-def test_tracker_options_are_checked():
-    from streamvis.tracking import parse_tracker_options, tracker_options
-
-    assert tracker_options("default")["max_age"] == DefaultTracker().max_age
-    items = ["max_age=60", "new_track_score=1", "duplicates_across_classes=true"]
-    kwargs = parse_tracker_options("default", items)
-    assert kwargs == {"max_age": 60, "new_track_score": 1.0, "duplicates_across_classes": True}
-    assert isinstance(kwargs["new_track_score"], float)
-    assert build_tracker("default", **kwargs).max_age == 60
-    for bad, message in [
-        ("max_age", "expected KEY=VALUE"),
-        ("colour=red", "tracker 'default' has no option 'colour'; its options: match_threshold"),
-        ("max_age=1.5", "max_age takes a value of type int"),
-        ("duplicates_across_classes=1", "takes a value of type bool"),
-    ]:
-        with pytest.raises(ConfigError, match=message):
-            parse_tracker_options("default", [bad])
-    with pytest.raises(ConfigError, match="has no option speed"):
-        build_tracker("crossvis", speed=2)
+def test_options_are_checked():
+    for bad in ({"embedding_momentum": 1.5}, {"max_age": -1}, {"duplicate_iou": -0.1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            DefaultTrackerOptions(**bad)

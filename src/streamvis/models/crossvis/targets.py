@@ -14,7 +14,6 @@ first). The rules (reference golden_losses.md, facts.md section 9):
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import torch
@@ -212,121 +211,38 @@ def _level_first(per_image: torch.Tensor, counts: list[int]) -> torch.Tensor:
     return torch.cat([c.reshape(-1, *per_image.shape[2:]) for c in chunks], dim=0)
 
 
-# ----------------------------------------------------------------------------------------------
-# Crossover targets: which location of the other frame a positive borrows (official cross_over)
+@dataclass
+class FramePositives:
+    """The positive locations of one frame batch (official order) and that batch's GTs.
 
-
-def counterparts(src_ids: torch.Tensor, src_images: torch.Tensor, dst_ids: torch.Tensor,
-                 dst_images: torch.Tensor) -> torch.Tensor:
-    """For each GT of one frame batch, the index of the same identity among the other frame's GTs.
-
-    This is the official `rel_ids` plus its per-pair offsets, computed from the ids without
-    touching the inputs (the official code shifts `rel_ids` in place).
-
-    Args:
-        src_ids, src_images: (K0,) identity ids and image (pair) index of the source GTs.
-        dst_ids, dst_images: (K1,) the same for the other frame batch.
-
-    Returns:
-        (K0,) int64 index into the other frame's GTs (same image, same id; the first if repeated), or -1.
-    """
-    match = (src_ids[:, None] == dst_ids[None, :]) & (src_images[:, None] == dst_images[None, :])  # (K0, K1)
-    if match.shape[1] == 0:
-        return torch.full((len(src_ids),), -1, dtype=torch.long, device=src_ids.device)
-    first = match.to(torch.uint8).argmax(dim=1)
-    return torch.where(match.any(dim=1), first, torch.full_like(first, -1))
-
-
-class CrossoverSampler:
-    """Chooses, for each crossover instance, one positive among its counterpart GT's positives.
-
-    Args:
-        mode: "random" (uniform, vectorized, torch RNG: `generator` or the global one), "python"
-            (official: one `randint(0, n - 1)` per instance from `python_rng`, default the global
-            `random` module), "first" (pool[0]), "last" (pool[-1]) or "replay" (recorded indices).
-        recorded: for "replay": (R,) indices, or (R, 3) rows (low, high, index) as recorded from the
-            official `random.randint(low, high)` calls; `high` is checked against the pool size.
-        generator: torch generator of mode "random".
-        python_rng: `random.Random` of mode "python".
+    Attributes:
+        gt_inds, im_inds, fpn_levels: (P,) int64; locations: (P, 2) float32 pixels.
+        controller_params: (P, 169) dynamic mask-head parameters (controller output).
+        embeddings: (P, D) re-ID features.
+        gt_ids: (K,) identity ids of the batch's GTs; gt_images: (K,) their image index.
+        gt_bitmasks: (K, Hp/s, Wp/s) float GT masks sampled at the mask output stride s.
+        mask_feats: (N, 8, Hp/8, Wp/8); mask_feat_stride: 8.
     """
 
-    MODES = ("random", "python", "first", "last", "replay")
+    gt_inds: torch.Tensor
+    im_inds: torch.Tensor
+    fpn_levels: torch.Tensor
+    locations: torch.Tensor
+    controller_params: torch.Tensor
+    embeddings: torch.Tensor
+    gt_ids: torch.Tensor
+    gt_images: torch.Tensor
+    gt_bitmasks: torch.Tensor
+    mask_feats: torch.Tensor
+    mask_feat_stride: int
 
-    def __init__(self, mode: str = "random", recorded: torch.Tensor | None = None, *,
-                 generator: torch.Generator | None = None, python_rng: random.Random | None = None):
-        if mode not in self.MODES:
-            raise ValueError(f"unknown crossover sampling {mode!r}; expected one of {self.MODES}")
-        if (mode == "replay") != (recorded is not None):
-            raise ValueError("recorded draws are needed by, and only by, mode 'replay'")
-        self.mode = mode
-        self.recorded = None if recorded is None else torch.as_tensor(recorded, dtype=torch.long)
-        self.position = 0
-        self.generator = generator
-        self.python_rng = python_rng  # None: the global `random` module (kept out of the state: deepcopy)
+    def __len__(self) -> int:
+        return len(self.gt_inds)
 
-    @classmethod
-    def replay(cls, recorded) -> CrossoverSampler:
-        """A sampler that returns the recorded draws, in order."""
-        return cls("replay", recorded=recorded)
-
-    def __call__(self, pool_sizes: torch.Tensor) -> torch.Tensor:
-        """(M,) pool sizes (>= 1) -> (M,) int64 chosen index within each pool."""
-        if self.mode == "first":
-            return torch.zeros_like(pool_sizes)
-        if self.mode == "last":
-            return pool_sizes - 1
-        if self.mode == "random":
-            uniform = torch.rand(pool_sizes.shape, generator=self.generator, device=pool_sizes.device)
-            return torch.minimum((uniform * pool_sizes).long(), pool_sizes - 1)
-        if self.mode == "python":
-            rng = self.python_rng if self.python_rng is not None else random
-            draws = [rng.randint(0, n - 1) for n in pool_sizes.tolist()]
-            return torch.tensor(draws, dtype=torch.long, device=pool_sizes.device)
-        return self._replay(pool_sizes)
-
-    def _replay(self, pool_sizes: torch.Tensor) -> torch.Tensor:
-        rows = self.recorded[self.position:self.position + len(pool_sizes)]
-        if len(rows) < len(pool_sizes):
-            raise ValueError(f"only {len(self.recorded)} recorded draws; more are needed")
-        self.position += len(pool_sizes)
-        if rows.dim() == 2:
-            if not torch.equal(rows[:, 1].to(pool_sizes.device) + 1, pool_sizes):
-                raise ValueError("recorded draws do not match the pool sizes; the positives differ")
-            rows = rows[:, 2]
-        return rows.to(pool_sizes.device)
-
-
-def crossover_assignment(
-    src_gt_inds: torch.Tensor,
-    src_counterparts: torch.Tensor,
-    dst_gt_inds: torch.Tensor,
-    num_dst_gts: int,
-    sampler: CrossoverSampler,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pair each source positive whose GT appears (with a positive) in the other frame with one
-    positive of that counterpart GT.
-
-    Args:
-        src_gt_inds: (P0,) GT index of the source positives (official order).
-        src_counterparts: (K0,) `counterparts` of the source GTs.
-        dst_gt_inds: (P1,) GT index of the other frame's positives (official order).
-        num_dst_gts: K1.
-        sampler: picks the index within each counterpart's positives (the pool, in official order).
-
-    Returns:
-        keep: (M,) indices of the source positives that take part (in source order).
-        dst_gt: (M,) their counterpart GT in the other frame.
-        chosen: (M,) index of the drawn positive among the other frame's positives.
-    """
-    empty = src_gt_inds.new_zeros(0)
-    if num_dst_gts == 0 or len(src_gt_inds) == 0:
-        return empty, empty, empty
-    pool_count = torch.bincount(dst_gt_inds, minlength=num_dst_gts)  # (K1,) positives per GT
-    rel = src_counterparts[src_gt_inds]  # (P0,)
-    keep = torch.nonzero((rel >= 0) & (pool_count[rel.clamp(min=0)] > 0)).squeeze(1)
-    dst_gt = rel[keep]
-    pool_order = torch.sort(dst_gt_inds, stable=True).indices  # positives grouped by GT, order kept
-    pool_start = torch.cumsum(pool_count, 0) - pool_count
-    within = sampler(pool_count[dst_gt])
-    chosen = pool_order[pool_start[dst_gt] + within]
-    return keep, dst_gt, chosen
+    def select(self, keep: torch.Tensor) -> FramePositives:
+        """The positives `keep` (index tensor), same GTs."""
+        fields = {k: getattr(self, k)[keep] for k in ("gt_inds", "im_inds", "fpn_levels", "locations",
+                                                      "controller_params", "embeddings")}
+        return FramePositives(**fields, gt_ids=self.gt_ids, gt_images=self.gt_images,
+                              gt_bitmasks=self.gt_bitmasks, mask_feats=self.mask_feats,
+                              mask_feat_stride=self.mask_feat_stride)

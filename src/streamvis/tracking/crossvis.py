@@ -13,8 +13,11 @@ thresholded at 0.5, and frames without a member give None. See reference facts.m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from streamvis.errors import ConfigError
 from streamvis.structures import Instances
 from streamvis.tracking.base import Track, box_iou, cosine_similarity, encode_frame_masks, unpack_instances
 
@@ -23,15 +26,32 @@ CLASS_MISMATCH_SCORE = -1.0  # official: compute_scores returns -1. when the cla
 IOU_EPS = 1e-5  # official: iou_of(..., eps=1e-5) adds eps to the union
 
 
+@dataclass(frozen=True)
+class CrossVISTrackerOptions:
+    """Options of `CrossVISTracker` (``--tracker-set KEY=VALUE``); the default is the official rule.
+
+    Attributes:
+        new_track_threshold: best match score below which a detection starts a new track
+            (official 0.4; scores lie in [-1, 2]).
+    """
+
+    new_track_threshold: float = NEW_TRACK_THRESHOLD
+
+    def __post_init__(self):
+        if not -1.0 <= self.new_track_threshold <= 2.0:
+            raise ConfigError(f"new_track_threshold must lie in [-1, 2] (the range of the match score), "
+                              f"got {self.new_track_threshold}")
+
+
 class CrossVISTracker:
     """Online tracker with the official CrossVIS rule; state is one embedding and box per track.
 
     Args:
-        new_track_threshold: best match score below which a detection starts a new track.
+        options: `CrossVISTrackerOptions` (default: the official rule).
     """
 
-    def __init__(self, *, new_track_threshold: float = NEW_TRACK_THRESHOLD):
-        self.new_track_threshold = new_track_threshold
+    def __init__(self, options: CrossVISTrackerOptions | None = None):
+        self.options = options if options is not None else CrossVISTrackerOptions()
         self.tracks: list[Track] = []
 
     def match_scores(self, boxes: np.ndarray, classes: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
@@ -50,7 +70,7 @@ class CrossVISTracker:
         winners: dict[int, tuple[float, int]] = {}
         new_detections = []
         for det in range(scores.shape[0]):
-            if scores.shape[1] == 0 or scores[det].max() < self.new_track_threshold:
+            if scores.shape[1] == 0 or scores[det].max() < self.options.new_track_threshold:
                 new_detections.append(det)
                 continue
             best = int(np.argmax(scores[det]))  # first maximum, as list.index(max(...))

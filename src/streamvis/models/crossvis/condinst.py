@@ -86,24 +86,25 @@ class DynamicMaskHead(nn.Module):
                              persistent=False)
         dims = [in_channels + 2] + [channels] * (num_layers - 1) + [1]
         self.weight_shapes = [(dims[i + 1], dims[i]) for i in range(num_layers)]
-        self.num_params = dynamic_param_count(in_channels, channels, num_layers)
+        self.num_controller_params = dynamic_param_count(in_channels, channels, num_layers)
 
-    def split_params(self, params: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def split_params(self, controller_params: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(K, 169) -> weights [(K, out, in)] and biases [(K, out)], official order w0, w1, w2, b0, b1, b2."""
-        if params.shape[1] != self.num_params:
-            raise ValueError(f"expected {self.num_params} dynamic parameters, got {params.shape[1]}")
+        if controller_params.shape[1] != self.num_controller_params:
+            raise ValueError(f"expected {self.num_controller_params} dynamic parameters, "
+                             f"got {controller_params.shape[1]}")
         sizes = [o * i for o, i in self.weight_shapes] + [o for o, _ in self.weight_shapes]
-        parts = torch.split(params, sizes, dim=1)
+        parts = torch.split(controller_params, sizes, dim=1)
         weights = [p.reshape(-1, o, i) for p, (o, i) in zip(parts[: self.num_layers], self.weight_shapes)]
         return weights, list(parts[self.num_layers :])
 
-    def forward(self, mask_feats: torch.Tensor, params: torch.Tensor, locations: torch.Tensor,
+    def forward(self, mask_feats: torch.Tensor, controller_params: torch.Tensor, locations: torch.Tensor,
                 fpn_levels: torch.Tensor, im_inds: torch.Tensor) -> torch.Tensor:
         """Mask logits of K instances at mask_feats resolution.
 
         Args:
             mask_feats: (N, 8, h, w) stride-8 mask features.
-            params: (K, 169) controller outputs.
+            controller_params: (K, 169) controller outputs, one row per instance.
             locations: (K, 2) (x, y) image pixels of each instance's FCOS location.
             fpn_levels: (K,) int64 level (0..4) of that location.
             im_inds: (K,) int64 image of each instance in the batch.
@@ -117,7 +118,7 @@ class DynamicMaskHead(nn.Module):
         rel = rel / self.sizes_of_interest[fpn_levels].reshape(-1, 1, 1)
         feats = mask_feats.reshape(num, self.in_channels, height * width)[im_inds]  # (K, 8, hw)
         x = torch.cat([rel.to(mask_feats.dtype), feats], dim=1)  # (K, 10, hw)
-        weights, biases = self.split_params(params)
+        weights, biases = self.split_params(controller_params)
         for layer, (weight, bias) in enumerate(zip(weights, biases)):
             x = torch.baddbmm(bias.unsqueeze(-1), weight, x)  # (K, out, hw)
             if layer < self.num_layers - 1:

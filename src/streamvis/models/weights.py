@@ -1,0 +1,285 @@
+"""The ONE owner of the streamvis weights-file format: save, load, inspect, export.
+
+A weights file and a training checkpoint are both a plain dict saved with `torch.save` and read
+only with ``torch.load(weights_only=True)`` (a file never runs code)::
+
+    {"format": "streamvis-weights", "format_version": 2, "method": "crossvis",
+     "model": state_dict, "config": the method config as a dict (`streamvis.config.to_dict`),
+     "meta": {"source": ..., "iteration": ..., ...}}
+
+A training checkpoint (`streamvis.engine.checkpoint`) has the same header plus ``experiment``,
+``optimizer``, ``scheduler``, ``scaler``, ``iteration``, ``world_size`` and ``rng``.
+
+Format versions (`FORMAT_VERSION` is the newest this streamvis writes and reads):
+
+- 0: training checkpoints before the header existed (``model`` + ``config``, no ``meta``);
+- 1: weights files with ``meta.format == "streamvis-weights-v1"`` (the bundled model);
+- 2: the header above; the config records ``method`` (0 and 1 stored ``architecture`` or nothing,
+  which reads as ``method: crossvis``).
+
+A file from a newer streamvis (a larger ``format_version``) is refused with an error that says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from streamvis.errors import ConfigError, DataFormatError
+
+FORMAT_NAME = "streamvis-weights"
+FORMAT_VERSION = 2
+LEGACY_FORMAT_NAME = "streamvis-weights-v1"  # meta.format of version-1 files
+CHECKPOINT_KEYS = ("optimizer", "scheduler", "iteration")  # what only a training checkpoint has
+
+
+class NewerFormatError(DataFormatError):
+    """The file was written by a newer streamvis (a larger format version than `FORMAT_VERSION`)."""
+
+
+@dataclass
+class WeightsFile:
+    """A read weights file or checkpoint, upgraded to the current format.
+
+    Attributes:
+        path: where it was read from.
+        format_version: the version the file was written with (0, 1 or 2).
+        kind: "weights" or "checkpoint" (a training checkpoint: optimizer state, RNG, ...).
+        method: the `streamvis.models.build.METHODS` key.
+        config: the typed method config (e.g. `CrossVISConfig`).
+        model_state: the model's state dict.
+        meta: plain values (``source``, ``iteration``, ``synthetic``, ``experiment``...).
+        data: the whole dict as stored (a checkpoint's optimizer state etc.).
+    """
+
+    path: Path | None
+    format_version: int
+    kind: str
+    method: str
+    config: Any
+    model_state: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict, repr=False)
+
+
+def file_header(config) -> dict:
+    """The header entries of a file holding a model of `config` (weights file or checkpoint)."""
+    from streamvis.config import to_dict
+
+    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "method": config.method,
+            "config": to_dict(config)}
+
+
+def read_file(path) -> dict:
+    """``torch.load(path, weights_only=True)`` on CPU, with the version checked.
+
+    Raises:
+        DataFormatError: missing or unreadable file, or not a dict.
+        NewerFormatError: a file from a newer streamvis.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError("no such weights or checkpoint file", path=path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (any unpickling failure is a format error for the user)
+        raise DataFormatError(f"cannot read the file with torch.load(weights_only=True): {err}",
+                              path=path) from None
+    if not isinstance(data, dict):
+        raise DataFormatError(f"not a streamvis weights file: a {type(data).__name__}, not a dict", path=path)
+    version = format_version(data)
+    if version > FORMAT_VERSION:
+        raise NewerFormatError(
+            f"written by a newer streamvis (weights format version {version}; this streamvis reads "
+            f"versions up to {FORMAT_VERSION}): upgrade streamvis to load it", path=path)
+    return data
+
+
+def format_version(data: dict) -> int:
+    """The format version of a loaded file dict (0 and 1 are recognised by their layout)."""
+    if "format_version" in data:
+        version = data["format_version"]
+        if not isinstance(version, int) or version < 0:
+            raise DataFormatError(f"format_version must be a non-negative integer, got {version!r}",
+                                  field="format_version")
+        return version
+    meta = data.get("meta")
+    return 1 if isinstance(meta, dict) and meta.get("format") == LEGACY_FORMAT_NAME else 0
+
+
+def is_streamvis_file(data: Any) -> bool:
+    """True for a loaded dict with a model state and a config (any format version)."""
+    if not isinstance(data, dict):
+        return False
+    return isinstance(data.get("model"), dict) and isinstance(data.get("config"), dict)
+
+
+def load(path) -> WeightsFile:
+    """Read a weights file or checkpoint (any format version up to `FORMAT_VERSION`).
+
+    Raises:
+        DataFormatError: see `read_file`; not a streamvis file (an official checkpoint gets a
+            hint to run ``streamvis convert``); a config the method refuses.
+    """
+    from streamvis.models.build import model_config_from_dict, upgrade_model_dict
+
+    path = Path(path)
+    data = read_file(path)
+    if not is_streamvis_file(data):
+        hint = " (an official checkpoint? convert it with `streamvis convert`)" if "model" in data else ""
+        raise DataFormatError(f"not a streamvis weights file: needs 'model' and 'config'{hint}", path=path)
+    config_dict = upgrade_model_dict(data["config"])
+    if "method" in data and data["method"] != config_dict["method"]:
+        raise DataFormatError(f"the file says method {data['method']!r} but its config says "
+                              f"{config_dict['method']!r}", path=path, field="method")
+    try:
+        config = model_config_from_dict(config_dict, prefix="config")
+    except ConfigError as err:  # e.g. a method this streamvis does not have
+        raise DataFormatError(f"the stored model config is not valid: {err}", path=path) from None
+    meta = dict(data.get("meta") or {})
+    meta.pop("format", None)
+    for key in ("iteration", "experiment"):
+        if key in data and key not in meta:
+            meta[key] = data[key]
+    kind = "checkpoint" if all(k in data for k in CHECKPOINT_KEYS) else "weights"
+    return WeightsFile(path=path, format_version=format_version(data), kind=kind, method=config.method,
+                       config=config, model_state=data["model"], meta=meta, data=data)
+
+
+def save_weights(path, model_state: dict[str, torch.Tensor], config, **meta) -> Path:
+    """Write a weights file atomically (the current format version).
+
+    Args:
+        path: the file to write.
+        model_state: the model's state dict (tensors only).
+        config: the model's typed method config.
+        **meta: plain values stored under "meta", e.g. ``source="model_final.pth"``,
+            ``iteration=4500``, ``synthetic={"size": [192, 320], "num_classes": 8}``.
+
+    Returns:
+        `path`.
+    """
+    from streamvis.utils.io import atomic_torch_save
+
+    path = Path(path)
+    atomic_torch_save({**file_header(config), "model": model_state, "meta": meta}, path)
+    return path
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path=None,
+                     optional_prefixes: tuple[str, ...] = ()) -> None:
+    """Raise DataFormatError naming missing/unexpected keys or wrong shapes (keys under
+    `optional_prefixes` may be absent)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and not k.startswith(optional_prefixes)]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise DataFormatError(f"weights do not fit the model: missing {missing[:10]}"
+                              f"{' ...' if len(missing) > 10 else ''}, unexpected {unexpected[:10]}",
+                              path=path)
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise DataFormatError(f"shape {tuple(value.shape)} does not fit the model's "
+                                  f"{tuple(expected[key].shape)}", path=path, field=key)
+
+
+def build_from_file(weights: WeightsFile) -> nn.Module:
+    """The model of a read weights file, its weights loaded (train mode, on CPU)."""
+    from streamvis.models.build import method_spec
+
+    spec = method_spec(weights.method)
+    model = spec.build_model(weights.config)
+    check_state_dict(model, weights.model_state, weights.path, spec.training_only_prefixes)
+    model.load_state_dict(weights.model_state, strict=False)
+    return model
+
+
+def load_model(path, device="cpu") -> nn.Module:
+    """Build the model stored in a weights file or checkpoint (method and config are inside), in eval mode.
+
+    Raises:
+        DataFormatError: not a streamvis file, a newer format, or weights that do not fit.
+    """
+    return build_from_file(load(path)).to(device).eval()
+
+
+def export_weights(checkpoint_path, out_path, *, half: bool = False, inference_only: bool = False,
+                   **meta) -> Path:
+    """Write a weights-only file (no optimizer/RNG state) from a training checkpoint.
+
+    The result is about half the size of a checkpoint (SGD keeps one momentum tensor per parameter).
+
+    Args:
+        checkpoint_path: e.g. ``outputs/run/model_final.pth``.
+        out_path: the weights file to write (atomically).
+        half: store floating-point tensors as float16 (integer buffers stay int64); `load_model`
+            copies them back into the float32 model.
+        inference_only: leave out the method's training-only tensors
+            (`MethodSpec.training_only_prefixes`, e.g. CrossVIS's identity proxies ``criterion.*``).
+        **meta: extra plain values stored under "meta" (e.g. ``synthetic={"size": [192, 320]}``).
+
+    Returns:
+        `out_path`.
+    """
+    from streamvis.models.build import method_spec
+
+    checkpoint = load(checkpoint_path)
+    drop = method_spec(checkpoint.method).training_only_prefixes if inference_only else ()
+    model = {
+        key: value.half() if half and value.is_floating_point() else value
+        for key, value in checkpoint.model_state.items()
+        if not (drop and key.startswith(drop))
+    }
+    info = {"source": Path(checkpoint_path).name, **checkpoint.meta, **meta}
+    info["iteration"] = int(info.get("iteration", 0))
+    return save_weights(out_path, model, checkpoint.config, **info)
+
+
+def inspect(path) -> dict:
+    """What a weights file or checkpoint holds, as plain values (``streamvis inspect``).
+
+    Returns:
+        dict with ``path``, ``kind``, ``format_version``, ``method``, ``class_names``,
+        ``category_ids``, ``source``, ``iteration``, ``tensors``, ``parameters`` (element count),
+        ``dtypes`` and ``config`` (the whole method config as a dict).
+    """
+    from streamvis.config import to_dict
+
+    weights = load(path)
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in weights.model_state.values()})
+    return {
+        "path": str(weights.path),
+        "kind": weights.kind,
+        "format_version": weights.format_version,
+        "method": weights.method,
+        "num_classes": weights.config.num_classes,
+        "class_names": list(weights.config.class_names) if weights.config.class_names else None,
+        "category_ids": list(weights.config.category_ids) if weights.config.category_ids else None,
+        "source": weights.meta.get("source"),
+        "iteration": weights.meta.get("iteration"),
+        "tensors": len(weights.model_state),
+        "parameters": int(sum(v.numel() for v in weights.model_state.values())),
+        "dtypes": dtypes,
+        "config": to_dict(weights.config),
+    }
+
+
+def format_inspection(info: dict) -> str:
+    """`inspect` output as the lines ``streamvis inspect`` prints."""
+    names = info["class_names"]
+    lines = [
+        f"file:           {info['path']} ({info['kind']}, format version {info['format_version']})",
+        f"method:         {info['method']}",
+        f"classes:        {info['num_classes']}" + (f" ({', '.join(names)})" if names else ""),
+        f"category ids:   {info['category_ids'] if info['category_ids'] else 'class + 1'}",
+        f"source:         {info['source'] or 'unknown'}",
+        f"iteration:      {info['iteration'] if info['iteration'] is not None else 'unknown'}",
+        f"tensors:        {info['tensors']} ({info['parameters']:,} values; {', '.join(info['dtypes'])})",
+        "config:",
+    ]
+    lines += [f"  {key}: {value}" for key, value in info["config"].items()]
+    return "\n".join(lines)
