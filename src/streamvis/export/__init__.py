@@ -7,7 +7,8 @@ image of any height and width (multiples of 32). Everything whose shapes depend 
 tracker) stays in Python and is the model's own code (`CrossVIS.postprocess`), so the PyTorch
 and the ONNX Runtime backends share it and the trackers work unchanged.
 
-- `export_onnx(model, path)` (export/onnx.py): write the ONNX file with its streamvis metadata.
+- `export_onnx(model, path)` (export/onnx.py): write the ONNX file with its streamvis metadata;
+  `export_weights_file(weights, path, precision=...)`: what ``streamvis export --onnx`` calls.
 - `OnnxFrameModel(path)` (export/backend.py): ``predict(images, output_sizes)`` as `CrossVIS`.
 - `load_frame_model(weights, backend, precision)` (export/backend.py): what ``predict`` calls.
 - `quantize_onnx(float_path, out_path, frames)` (export/quantize.py): int8 static quantization.
@@ -21,9 +22,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "export_onnx": "onnx", "read_metadata": "onnx", "OnnxMetadata": "onnx", "FrameNetwork": "onnx",
+    "export_onnx": "onnx", "export_weights_file": "onnx", "parse_metadata": "onnx",
+    "OnnxMetadata": "onnx", "FrameNetwork": "onnx", "MissingExtraError": "onnx",
     "OnnxFrameModel": "backend", "load_frame_model": "backend",
-    "quantize_onnx": "quantize", "calibration_frames": "quantize",
+    "quantize_onnx": "quantize", "calibration_frames": "quantize", "dataset_calibration_frames": "quantize",
 }
 
 __all__ = sorted(_EXPORTS)

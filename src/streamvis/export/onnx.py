@@ -227,6 +227,44 @@ def export_onnx(model: CrossVIS, path, *, opset: int = OPSET,
     return metadata
 
 
+def export_weights_file(weights, onnx_path, *, precision: str = "float32", calibration_frames: int = 8,
+                        calibration_data=None, calibration_images=None) -> OnnxMetadata:
+    """``streamvis export --weights W.pth --onnx OUT.onnx [--precision int8]``: the whole command.
+
+    Args:
+        weights: a streamvis weights file.
+        onnx_path: the ONNX file to write.
+        precision: "float32", or "int8" (static quantization, export/quantize.py).
+        calibration_frames: int8 calibration frame count.
+        calibration_data: a YouTube-VIS json whose frames calibrate int8 (e.g. the model's training
+            split); None: frames of the generated synthetic training split.
+        calibration_images: the frame folder of `calibration_data` (default: its usual layout).
+
+    Returns:
+        The `OnnxMetadata` written into `onnx_path`.
+    """
+    from streamvis.models import load_model
+
+    if precision not in PRECISIONS:
+        raise StreamvisError(f"--precision {precision!r}: choose one of {list(PRECISIONS)}")
+    model = load_model(weights)
+    if precision == "float32":
+        return export_onnx(model, onnx_path)
+    from streamvis.export import quantize
+
+    import_optional("onnxruntime", "int8 quantization (--precision int8)")
+    if calibration_data is not None:
+        frames = quantize.dataset_calibration_frames(calibration_data, calibration_images, model.config,
+                                                     calibration_frames)
+    else:
+        frames = quantize.calibration_frames(model.config, calibration_frames)
+    with tempfile.TemporaryDirectory(prefix="streamvis-export-") as tmp:
+        float_path = Path(tmp) / "float32.onnx"
+        metadata = export_onnx(model, float_path)
+        quantize.quantize_onnx(float_path, onnx_path, frames)
+    return metadata.replace(precision="int8")
+
+
 def _traced_proto(onnx, network: nn.Module, sample: torch.Tensor, names: Sequence[str], opset: int):
     """Trace `network` (TorchScript-based exporter: no extra dependency) and load the ModelProto."""
     dynamic_axes = {INPUT_NAME: {2: "height", 3: "width"}}

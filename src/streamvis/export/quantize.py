@@ -52,6 +52,38 @@ def calibration_frames(config, count: int = CALIBRATION_FRAMES, *, seed: int = C
             for index in range(count)]
 
 
+def dataset_calibration_frames(gt_json, image_root, config, count: int = CALIBRATION_FRAMES
+                               ) -> list[torch.Tensor]:
+    """Calibration frames from a YouTube-VIS-format dataset (e.g. the training split of the model).
+
+    Takes the middle frame of `count` videos spread evenly over the dataset (all videos when it
+    has fewer), resized as the predictor resizes.
+
+    Args:
+        gt_json: the dataset json (validated by `load_ytvis`).
+        image_root: folder its ``file_names`` are relative to (default layout: see
+            `data.video.default_image_root`).
+        config: the model config (test size).
+        count: number of frames.
+
+    Returns:
+        (3, h, w) uint8 BGR tensors.
+    """
+    from streamvis.data.video import default_image_root, read_image
+    from streamvis.data.ytvis import load_ytvis
+    from streamvis.engine.predict import preprocess_frame
+
+    gt = load_ytvis(gt_json)
+    root = Path(image_root) if image_root is not None else default_image_root(gt_json, gt)
+    videos = [v for v in gt["videos"] if v["file_names"]]
+    if not videos:
+        raise StreamvisError(f"{gt_json}: no video with frames to calibrate int8 quantization on")
+    step = max(len(videos) / max(count, 1), 1.0)
+    chosen = [videos[int(i * step)] for i in range(min(count, len(videos)))]
+    return [preprocess_frame(read_image(root / v["file_names"][len(v["file_names"]) // 2]), config)
+            for v in chosen]
+
+
 def prediction_nodes(graph) -> list[str]:
     """Names of the nodes computing each graph output from its last Conv (that Conv included).
 
