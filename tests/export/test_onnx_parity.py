@@ -141,3 +141,14 @@ def test_the_default_tracker_runs_on_the_exported_model(frame_models, bundled_mo
     assert abs(len(got) - len(ref)) <= 1 and len(ref) > 0
     same = sum(_same_track(ours, theirs) for ours, theirs in zip(got, ref))
     assert same >= 0.75 * len(ref)
+
+
+def test_the_postprocessor_is_the_models_own_without_the_network(rule_model):
+    """OnnxFrameModel post-processes with a CrossVIS whose backbone, FPN and mask branch are gone."""
+    from streamvis.export.backend import build_postprocessor
+
+    post = build_postprocessor(rule_model.config.replace(num_identities=0))  # 0: "derive from the data"
+    assert post.backbone is None and post.fpn is None and post.mask_branch is None and post.criterion is None
+    assert type(post).postprocess is type(rule_model).postprocess
+    assert (post.score_threshold, post.detections_per_frame) == (rule_model.score_threshold,
+                                                                 rule_model.detections_per_frame)

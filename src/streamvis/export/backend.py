@@ -46,6 +46,8 @@ def build_postprocessor(config) -> CrossVIS:
     `CrossVIS.postprocess` reads the inference thresholds, the dynamic mask head (which has no
     parameters of its own) and the re-ID width off the model, never the network's weights.
     """
+    if getattr(config, "num_identities", None) == 0:  # "derive from the data": the criterion needs a count
+        config = config.replace(num_identities=3)  # any valid count: the criterion is dropped below
     model = build_model(config)  # training init; the parts with weights that postprocess ignores go
     model.backbone = model.fpn = model.mask_branch = model.criterion = None
     return model.eval().requires_grad_(False)
