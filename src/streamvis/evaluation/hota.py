@@ -1,0 +1,186 @@
+"""HOTA (Luiten et al., IJCV 2021), number for number TrackEval 1.3.0's ``metrics/hota.py``.
+
+One sequence and class at a time (`hota_sequence`), then combined over sequences and classes.
+The rules, all TrackEval's (``shared/golden/mots_eval/README.md`` lists them with the golden cases
+that pin each one down):
+
+- one Hungarian matching per frame for all alphas, maximising ``A(g, t) * IoU(g, t)`` where ``A`` is
+  the global alignment score ``P / (n_g + n_t - P)`` built from the frame-normalised similarities;
+  the solver is scipy's ``linear_sum_assignment`` on the negated score (its tie-breaking decides
+  three YouTube-VIS golden rows);
+- a matched pair is a TP at alpha when ``IoU >= alpha - eps``;
+- ``LocA = 1`` when there is no TP; a sequence without tracker (or GT) dets returns early;
+- reported HOTA, DetA, ... are the arithmetic means of the 19 per-alpha values.
+
+Rows are plain dicts keyed by TrackEval's field names: (19,) float arrays for `ARRAY_FIELDS` and the
+counts `COUNT_FIELDS`, floats for `SCALAR_FIELDS`. No torch; scipy is imported when a sequence with
+dets on both sides is scored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from streamvis.evaluation.tracking import SequenceData
+
+__all__ = [
+    "ALPHAS",
+    "ARRAY_FIELDS",
+    "COUNT_FIELDS",
+    "SCALAR_FIELDS",
+    "EPS",
+    "combine_classes_class_averaged",
+    "combine_classes_det_averaged",
+    "combine_sequences",
+    "empty_row",
+    "hota_sequence",
+]
+
+# TrackEval hota.py: self.array_labels = np.arange(0.05, 0.99, 0.05) (19 values, e.g. 0.7500000000000001)
+ALPHAS = np.arange(0.05, 0.99, 0.05)
+# TrackEval compares against thresholds with np.finfo('float').eps slack
+EPS = float(np.finfo(float).eps)
+COUNT_FIELDS = ("HOTA_TP", "HOTA_FN", "HOTA_FP")
+ARRAY_FIELDS = ("HOTA", "DetA", "AssA", "DetRe", "DetPr", "AssRe", "AssPr", "LocA", "OWTA")
+SCALAR_FIELDS = ("HOTA(0)", "LocA(0)", "HOTALocA(0)")
+
+
+def empty_row(num_gt_dets: int = 0, num_tracker_dets: int = 0) -> dict:
+    """The early-return row of a sequence with no tracker dets or no GT dets (TrackEval's shortcut).
+
+    Args:
+        num_gt_dets: GT dets of the sequence (all FN); num_tracker_dets: tracker dets (all FP).
+
+    Returns:
+        A row with every ratio 0, ``LocA`` and ``LocA(0)`` 1.
+    """
+    n = len(ALPHAS)
+    row = {field: np.zeros(n) for field in COUNT_FIELDS + ARRAY_FIELDS}
+    row["HOTA_FN"] = np.full(n, float(num_gt_dets))
+    row["HOTA_FP"] = np.full(n, float(num_tracker_dets))
+    row["LocA"] = np.ones(n)
+    row.update({"HOTA(0)": 0.0, "LocA(0)": 1.0, "HOTALocA(0)": 0.0})
+    return row
+
+
+def _final_fields(row: dict) -> dict:
+    """DetRe/DetPr/DetA, HOTA, OWTA and the alpha-0 scalars from the counts and association scores."""
+    tp, fn, fp = row["HOTA_TP"], row["HOTA_FN"], row["HOTA_FP"]
+    row["DetRe"] = tp / np.maximum(1, tp + fn)
+    row["DetPr"] = tp / np.maximum(1, tp + fp)
+    row["DetA"] = tp / np.maximum(1, tp + fn + fp)
+    row["HOTA"] = np.sqrt(row["DetA"] * row["AssA"])
+    row["OWTA"] = np.sqrt(row["DetRe"] * row["AssA"])
+    row["HOTA(0)"] = float(row["HOTA"][0])
+    row["LocA(0)"] = float(row["LocA"][0])
+    row["HOTALocA(0)"] = row["HOTA(0)"] * row["LocA(0)"]
+    return row
+
+
+def _alignment(seq: SequenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Global alignment score ``A`` (G, K) and the per-id det counts n_g (G, 1), n_t (1, K)."""
+    potential = np.zeros((seq.num_gt_ids, seq.num_tracker_ids))
+    gt_count = np.zeros((seq.num_gt_ids, 1))
+    tracker_count = np.zeros((1, seq.num_tracker_ids))
+    for gt_ids, tracker_ids, similarity in zip(seq.gt_ids, seq.tracker_ids, seq.similarity):
+        # similarity normalised by the frame's row and column sums (TrackEval: sim_iou)
+        denominator = similarity.sum(0)[None, :] + similarity.sum(1)[:, None] - similarity
+        normalised = np.zeros_like(similarity)
+        valid = denominator > 0 + EPS
+        normalised[valid] = similarity[valid] / denominator[valid]
+        potential[gt_ids[:, None], tracker_ids[None, :]] += normalised
+        gt_count[gt_ids] += 1
+        tracker_count[0, tracker_ids] += 1
+    score = potential / (gt_count + tracker_count - potential)
+    return score, gt_count, tracker_count
+
+
+def hota_sequence(seq: SequenceData) -> dict:
+    """HOTA of one sequence and class.
+
+    Args:
+        seq: the class's GT/tracker ids and (g_t, k_t) IoU matrices per frame.
+
+    Returns:
+        A row: (19,) arrays of `COUNT_FIELDS` and `ARRAY_FIELDS`, floats of `SCALAR_FIELDS`.
+    """
+    if seq.num_tracker_dets == 0 or seq.num_gt_dets == 0:
+        return empty_row(seq.num_gt_dets, seq.num_tracker_dets)
+    from scipy.optimize import linear_sum_assignment
+
+    n = len(ALPHAS)
+    tp, fn, fp, loc_sum = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    alignment, gt_count, tracker_count = _alignment(seq)
+    matches = np.zeros((n, seq.num_gt_ids, seq.num_tracker_ids))  # per-alpha TP count of each id pair
+    thresholds = ALPHAS - EPS
+    for gt_ids, tracker_ids, similarity in zip(seq.gt_ids, seq.tracker_ids, seq.similarity):
+        if len(gt_ids) == 0 or len(tracker_ids) == 0:
+            fp += len(tracker_ids)
+            fn += len(gt_ids)
+            continue
+        score = alignment[gt_ids[:, None], tracker_ids[None, :]] * similarity
+        rows, cols = linear_sum_assignment(-score)
+        matched_iou = similarity[rows, cols]  # (M,)
+        is_tp = matched_iou[None, :] >= thresholds[:, None]  # (19, M)
+        num_tp = is_tp.sum(1)
+        tp += num_tp
+        fn += len(gt_ids) - num_tp
+        fp += len(tracker_ids) - num_tp
+        for a in np.flatnonzero(num_tp):
+            keep = is_tp[a]
+            loc_sum[a] += sum(matched_iou[keep])  # TrackEval: python sum, in matching order
+            matches[a, gt_ids[rows[keep]], tracker_ids[cols[keep]]] += 1
+    row = {"HOTA_TP": tp, "HOTA_FN": fn, "HOTA_FP": fp}
+    for name, denominator in (("AssA", None), ("AssRe", gt_count), ("AssPr", tracker_count)):
+        values = np.zeros(n)
+        for a in range(n):
+            count = matches[a]
+            if denominator is None:
+                ratio = count / np.maximum(1, gt_count + tracker_count - count)
+            else:
+                ratio = count / np.maximum(1, denominator)
+            values[a] = np.sum(count * ratio) / np.maximum(1, tp[a])
+        row[name] = values
+    row["LocA"] = np.maximum(1e-10, loc_sum) / np.maximum(1e-10, tp)  # TrackEval: 1 where TP = 0
+    return _final_fields(row)
+
+
+def _weighted(rows: list[dict], field: str, total_tp: np.ndarray) -> np.ndarray:
+    """TP-weighted mean of a per-alpha field (TrackEval ``_combine_weighted_av``)."""
+    return sum(r[field] * r["HOTA_TP"] for r in rows) / np.maximum(1.0, total_tp)
+
+
+def combine_sequences(rows: list[dict]) -> dict:
+    """Combine rows of sequences (or classes, detection-averaged): sum counts, TP-weight the rest.
+
+    Args:
+        rows: rows of `hota_sequence` / `empty_row` (at least one).
+
+    Returns:
+        The combined row, its ratios recomputed from the summed counts.
+    """
+    combined = {field: sum(r[field] for r in rows) for field in COUNT_FIELDS}
+    for field in ("AssRe", "AssPr", "AssA"):
+        combined[field] = _weighted(rows, field, combined["HOTA_TP"])
+    loc_sum = sum(r["LocA"] * r["HOTA_TP"] for r in rows)
+    combined["LocA"] = np.maximum(1e-10, loc_sum) / np.maximum(1e-10, combined["HOTA_TP"])
+    return _final_fields(combined)
+
+
+combine_classes_det_averaged = combine_sequences
+
+
+def combine_classes_class_averaged(rows: list[dict]) -> dict:
+    """TrackEval's ``cls_comb_cls_av``: counts summed, every ratio (arrays and scalars) a plain mean.
+
+    Every class counts, empty ones included; nothing is recomputed.
+    """
+    combined = {field: sum(r[field] for r in rows) for field in COUNT_FIELDS}
+    for field in ARRAY_FIELDS:
+        combined[field] = np.mean([r[field] for r in rows], axis=0)
+    for field in SCALAR_FIELDS:
+        combined[field] = float(np.mean([r[field] for r in rows], axis=0))
+    return combined
