@@ -35,7 +35,9 @@ TOL = 1e-9  # both READMEs
 def assert_same(got, expected, path="metrics"):
     """Every key of `expected` is in `got` (and no other), numbers within TOL, counts exactly."""
     if isinstance(expected, dict):
-        assert isinstance(got, dict) and set(got) == set(expected), f"{path}: keys {sorted(got)} != {sorted(expected)}"
+        assert isinstance(got, dict) and set(got) == set(expected), (
+            f"{path}: keys {sorted(got)} != {sorted(expected)}"
+        )
         for key, value in expected.items():
             assert_same(got[key], value, f"{path}.{key}")
     elif isinstance(expected, list):
@@ -63,8 +65,15 @@ def test_ytvis_case(case):
     results = json.loads((folder / "results.json").read_text())
     expected = json.loads((folder / "expected_trackeval.json").read_text())
     got = evaluate_tracking(gt, results).to_json()
-    for key in ("alphas", "metric_config", "video_names", "cls_comb_cls_av", "cls_comb_det_av",
-                "per_category", "per_video"):
+    for key in (
+        "alphas",
+        "metric_config",
+        "video_names",
+        "cls_comb_cls_av",
+        "cls_comb_det_av",
+        "per_category",
+        "per_video",
+    ):
         assert_same(got[key], expected["metrics"][key], key)
     # the summary keys of the earlier 8-case version are the combined rows' means
     assert abs(got["cls_comb_cls_av"]["HOTA"]["HOTA"] - expected["class_averaged"]["HOTA"]) <= TOL
@@ -75,10 +84,13 @@ def _read_mots(case: str):
     folder = MOTS / case
     info = json.loads((folder / "case.json").read_text())
     if info["format"] == "kitti_mots":
-        gt, results = kitti_mots.read_evaluation_inputs(folder / "gt", folder / "tracker" / "predictions" / "data")
+        gt, results = kitti_mots.read_evaluation_inputs(
+            folder / "gt", folder / "tracker" / "predictions" / "data"
+        )
         return gt, results, kitti_mots.EVAL_CLASSES
     gt, results = mots_challenge.read_evaluation_inputs(
-        folder / "gt", folder / "tracker" / "MOTS-train" / "predictions" / "data")
+        folder / "gt", folder / "tracker" / "MOTS-train" / "predictions" / "data"
+    )
     return gt, results, mots_challenge.EVAL_CLASSES
 
 
@@ -91,10 +103,16 @@ def test_mots_case(case):
         return
     gt, results, classes = _read_mots(case)
     got = evaluate_tracking(gt, results, mots=True, class_ids=list(classes)).to_json(
-        key_by_name=True, all_video_rows=True, video_per_alpha=True)
-    combined = {**got["per_category"], "cls_comb_cls_av": got["cls_comb_cls_av"],
-                "cls_comb_det_av": got["cls_comb_det_av"]}
+        key_by_name=True, all_video_rows=True, video_per_alpha=True
+    )
+    combined = {
+        **got["per_category"],
+        "cls_comb_cls_av": got["cls_comb_cls_av"],
+        "cls_comb_det_av": got["cls_comb_det_av"],
+    }
     assert_same(combined, expected["combined"], "combined")
     assert_same(got["per_video"], expected["per_sequence"], "per_sequence")
-    assert {name: got["per_video"][name][expected["classes"][0]]["Count"]["Frames"]
-            for name in expected["sequences"]} == expected["sequences"]
+    assert {
+        name: got["per_video"][name][expected["classes"][0]]["Count"]["Frames"]
+        for name in expected["sequences"]
+    } == expected["sequences"]

@@ -36,8 +36,21 @@ __all__ = [
     "combine_sequences",
 ]
 
-RATIO_FIELDS = ("MOTA", "MOTP", "MODA", "CLR_Re", "CLR_Pr", "MTR", "PTR", "MLR", "sMOTA", "CLR_F1",
-                "FP_per_frame", "MOTAL", "MOTP_sum")
+RATIO_FIELDS = (
+    "MOTA",
+    "MOTP",
+    "MODA",
+    "CLR_Re",
+    "CLR_Pr",
+    "MTR",
+    "PTR",
+    "MLR",
+    "sMOTA",
+    "CLR_F1",
+    "FP_per_frame",
+    "MOTAL",
+    "MOTP_sum",
+)
 COUNT_FIELDS = ("CLR_TP", "CLR_FN", "CLR_FP", "IDSW", "MT", "PT", "ML", "Frag", "CLR_Frames")
 # TrackEval sums these over sequences (MOTP_sum is summed too, but averaged over classes)
 SUMMED_FIELDS = COUNT_FIELDS + ("MOTP_sum",)

@@ -126,12 +126,15 @@ class IdSwitchCount:
 def _frame_rles(segmentations: list, frame: int, height: int, width: int) -> list:
     from streamvis.data.masks import segmentation_to_rle  # numpy + pycocotools only
 
-    return [segmentation_to_rle(segs[frame], height, width) if segs[frame] is not None else None
-            for segs in segmentations]
+    return [
+        segmentation_to_rle(segs[frame], height, width) if segs[frame] is not None else None
+        for segs in segmentations
+    ]
 
 
-def matched_track_ids(gt_segmentations: list, result_segmentations: list, height: int, width: int,
-                      iou_threshold: float = 0.5) -> list[list[int | None]]:
+def matched_track_ids(
+    gt_segmentations: list, result_segmentations: list, height: int, width: int, iou_threshold: float = 0.5
+) -> list[list[int | None]]:
     """Per ground-truth track and frame, the index of the best-IoU predicted track (or None).
 
     Args:
@@ -152,8 +155,9 @@ def matched_track_ids(gt_segmentations: list, result_segmentations: list, height
         dt_idx = [j for j, r in enumerate(dt_rles) if r is not None]
         if not gt_idx or not dt_idx:
             continue
-        ious = np.asarray(mask_util.iou([dt_rles[j] for j in dt_idx], [gt_rles[i] for i in gt_idx],
-                                        [0] * len(gt_idx))).reshape(len(dt_idx), len(gt_idx))  # (P', G')
+        ious = np.asarray(
+            mask_util.iou([dt_rles[j] for j in dt_idx], [gt_rles[i] for i in gt_idx], [0] * len(gt_idx))
+        ).reshape(len(dt_idx), len(gt_idx))  # (P', G')
         best = ious.argmax(axis=0)  # (G',) first maximum: the lowest index wins ties
         for column, i in enumerate(gt_idx):
             if ious[best[column], column] >= iou_threshold:
@@ -167,8 +171,9 @@ def count_switches(track_ids: list[int | None]) -> int:
     return sum(a != b for a, b in zip(matched, matched[1:]))
 
 
-def id_switches(gt: dict, results: list[dict], *, iou_threshold: float = 0.5,
-                min_score: float = 0.0) -> IdSwitchCount:
+def id_switches(
+    gt: dict, results: list[dict], *, iou_threshold: float = 0.5, min_score: float = 0.0
+) -> IdSwitchCount:
     """ID switches of `results` (official results format: one entry per track) against `gt`.
 
     Args:

@@ -111,8 +111,9 @@ class TrackingResult:
     video_frames: dict[str, int]
     families: tuple[str, ...] = field(default=FAMILIES)
 
-    def to_json(self, *, key_by_name: bool = False, all_video_rows: bool = False,
-                video_per_alpha: bool = False) -> dict:
+    def to_json(
+        self, *, key_by_name: bool = False, all_video_rows: bool = False, video_per_alpha: bool = False
+    ) -> dict:
         """The ``metrics`` object of ``expected_trackeval.json`` (numbers as plain floats/ints).
 
         Args:
@@ -126,6 +127,7 @@ class TrackingResult:
             ``{alphas, metric_config, video_names, cls_comb_cls_av, cls_comb_det_av, per_category,
             per_video}``.
         """
+
         def key(class_id: int) -> str:
             return self.class_names[class_id] if key_by_name else str(class_id)
 
@@ -138,8 +140,11 @@ class TrackingResult:
             frames = self.video_frames[name]
             chosen = self.class_ids if all_video_rows else [c for c in self.class_ids if c in rows]
             per_video[name] = {
-                key(c): row_to_json(rows.get(c) or _empty_rows(self.families, frames), per_alpha=video_per_alpha,
-                                    frames=frames)
+                key(c): row_to_json(
+                    rows.get(c) or _empty_rows(self.families, frames),
+                    per_alpha=video_per_alpha,
+                    frames=frames,
+                )
                 for c in chosen
             }
         metric_config = {"HOTA": {}, "CLEAR": {"THRESHOLD": 0.5}, "Identity": {"THRESHOLD": 0.5}}
@@ -193,8 +198,12 @@ def row_to_json(row: dict, *, per_alpha: bool = True, frames: int | None = None)
 
 # ------------------------------------------------------------------------------------ rows of a sequence
 def _count_row(seq: SequenceData) -> dict:
-    return {"Dets": seq.num_tracker_dets, "GT_Dets": seq.num_gt_dets, "IDs": seq.num_tracker_ids,
-            "GT_IDs": seq.num_gt_ids}
+    return {
+        "Dets": seq.num_tracker_dets,
+        "GT_Dets": seq.num_gt_dets,
+        "IDs": seq.num_tracker_ids,
+        "GT_IDs": seq.num_gt_ids,
+    }
 
 
 def _sequence_rows(seq: SequenceData, families: tuple[str, ...]) -> dict:
@@ -268,21 +277,26 @@ def _frames_of_video(video: dict, gt_tracks: list, dt_tracks: list, ignore_segs:
         gt = [(i, c, _rle(s[t], height, width)) for i, c, s in gt_tracks if s[t] is not None]
         dt = [(i, c, _rle(s[t], height, width)) for i, c, s in dt_tracks if s[t] is not None]
         if gt and dt:
-            iou = np.asarray(mask_util.iou([g[2] for g in gt], [d[2] for d in dt], [0] * len(dt)),
-                             dtype=float).reshape(len(gt), len(dt))  # (G, K)
+            iou = np.asarray(
+                mask_util.iou([g[2] for g in gt], [d[2] for d in dt], [0] * len(dt)), dtype=float
+            ).reshape(len(gt), len(dt))  # (G, K)
         else:
             iou = np.zeros((len(gt), len(dt)))
         regions = [_rle(s[t], height, width) for s in ignore_segs if s[t] is not None]
         ignore = None
         if regions:
             ignore = mask_util.merge(regions, intersect=False) if len(regions) > 1 else regions[0]
-        frames.append(_Frame(
-            gt_track=np.array([g[0] for g in gt], dtype=np.int64),
-            gt_class=np.array([g[1] for g in gt], dtype=np.int64),
-            dt_track=np.array([d[0] for d in dt], dtype=np.int64),
-            dt_class=np.array([d[1] for d in dt], dtype=np.int64),
-            iou=iou, dt_rles=[d[2] for d in dt], ignore=ignore,
-        ))
+        frames.append(
+            _Frame(
+                gt_track=np.array([g[0] for g in gt], dtype=np.int64),
+                gt_class=np.array([g[1] for g in gt], dtype=np.int64),
+                dt_track=np.array([d[0] for d in dt], dtype=np.int64),
+                dt_class=np.array([d[1] for d in dt], dtype=np.int64),
+                iou=iou,
+                dt_rles=[d[2] for d in dt],
+                ignore=ignore,
+            )
+        )
     return frames
 
 
@@ -367,8 +381,14 @@ def _tracks_by_video(gt: dict, results: list[dict], class_ids: list[int], mots: 
     return gt_tracks, dt_tracks, ignore
 
 
-def evaluate_tracking(gt: dict, results: list[dict], *, families: tuple[str, ...] = FAMILIES,
-                      mots: bool = False, class_ids: list[int] | None = None) -> TrackingResult:
+def evaluate_tracking(
+    gt: dict,
+    results: list[dict],
+    *,
+    families: tuple[str, ...] = FAMILIES,
+    mots: bool = False,
+    class_ids: list[int] | None = None,
+) -> TrackingResult:
     """HOTA, CLEAR, Identity and Count of `results` against `gt`, per class and combined.
 
     Args:

@@ -85,8 +85,12 @@ def _fail(path, line_number: int, message: str, field: str | None = None):
 def _parse_line(text: str, line_number: int, path, first_frame: int) -> MotsLine:
     fields = text.split()
     if len(fields) != 6:
-        _fail(path, line_number, f"a MOTS line has 6 space-separated fields ({', '.join(_FIELDS)}), "
-              f"this one has {len(fields)}: {text.strip()[:80]!r}")
+        _fail(
+            path,
+            line_number,
+            f"a MOTS line has 6 space-separated fields ({', '.join(_FIELDS)}), "
+            f"this one has {len(fields)}: {text.strip()[:80]!r}",
+        )
     numbers = []
     for name, value in zip(_FIELDS[:5], fields[:5]):
         try:
@@ -95,19 +99,35 @@ def _parse_line(text: str, line_number: int, path, first_frame: int) -> MotsLine
             _fail(path, line_number, f"must be an integer, got {value!r}", name)
     frame, object_id, class_id, height, width = numbers
     if height <= 0 or width <= 0:
-        _fail(path, line_number, f"the image size must be positive, got {height} x {width}",
-              "image height" if height <= 0 else "image width")
+        _fail(
+            path,
+            line_number,
+            f"the image size must be positive, got {height} x {width}",
+            "image height" if height <= 0 else "image width",
+        )
     total = rle_total(fields[5])
     if total is None:
-        _fail(path, line_number, "not a compressed COCO RLE string (characters '0'-'o', complete runs)", "rle")
+        _fail(
+            path, line_number, "not a compressed COCO RLE string (characters '0'-'o', complete runs)", "rle"
+        )
     if total != height * width:
-        _fail(path, line_number, f"the RLE covers {total} pixels but the line's size {height} x {width} "
-              f"has {height * width}", "rle")
+        _fail(
+            path,
+            line_number,
+            f"the RLE covers {total} pixels but the line's size {height} x {width} has {height * width}",
+            "rle",
+        )
     return MotsLine(frame - first_frame, object_id, class_id, height, width, fields[5], line_number)
 
 
-def read_lines(path, *, first_frame: int, num_frames: int | None, classes: tuple[int, ...],
-               size: tuple[int, int] | None = None) -> list[MotsLine]:
+def read_lines(
+    path,
+    *,
+    first_frame: int,
+    num_frames: int | None,
+    classes: tuple[int, ...],
+    size: tuple[int, int] | None = None,
+) -> list[MotsLine]:
     """Parse and check the lines of one sequence file (line-level checks only).
 
     Args:
@@ -133,17 +153,29 @@ def read_lines(path, *, first_frame: int, num_frames: int | None, classes: tuple
             continue
         line = _parse_line(raw, number, path, first_frame)
         if line.class_id not in classes:
-            _fail(path, number, f"class {line.class_id} is not one of this format's classes {list(classes)}",
-                  "class id")
+            _fail(
+                path,
+                number,
+                f"class {line.class_id} is not one of this format's classes {list(classes)}",
+                "class id",
+            )
         if line.frame < 0 or (num_frames is not None and line.frame >= num_frames):
             last = first_frame + (num_frames or 0) - 1
-            _fail(path, number, f"frame {line.frame + first_frame} is outside the sequence "
-                  f"(frames {first_frame}..{last})", "frame")
+            _fail(
+                path,
+                number,
+                f"frame {line.frame + first_frame} is outside the sequence (frames {first_frame}..{last})",
+                "frame",
+            )
         if size is None:
             size = (line.height, line.width)
         elif (line.height, line.width) != size:
-            _fail(path, number, f"image size {line.height} x {line.width} differs from the sequence's "
-                  f"{size[0]} x {size[1]}", "image height")
+            _fail(
+                path,
+                number,
+                f"image size {line.height} x {line.width} differs from the sequence's {size[0]} x {size[1]}",
+                "image height",
+            )
         lines.append(line)
     return lines
 
@@ -162,8 +194,13 @@ def check_frames(lines: list[MotsLine], path, *, is_gt: bool, first_frame: int) 
         seen: dict[int, int] = {}
         for x in objects:
             if x.object_id in seen:
-                _fail(path, x.line_number, f"object id {x.object_id} appears twice in frame "
-                      f"{frame + first_frame} (also on line {seen[x.object_id]})", "object id")
+                _fail(
+                    path,
+                    x.line_number,
+                    f"object id {x.object_id} appears twice in frame "
+                    f"{frame + first_frame} (also on line {seen[x.object_id]})",
+                    "object id",
+                )
             seen[x.object_id] = x.line_number
         masks = [_rle(x) for x in objects]
         owners = [x.line_number for x in objects]
@@ -185,8 +222,13 @@ def _check_overlap(masks: list[dict], owners: list, path, frame_number: int) -> 
         if mask_util.area(mask_util.merge([merged, masks[k]], intersect=True)) > 0:
             what = "the frame's ignore region" if owners[k] is None else f"line {owners[k]}'s mask"
             line = owners[k] if owners[k] is not None else next(o for o in owners if o is not None)
-            _fail(path, line, f"{what} overlaps an earlier mask of frame {frame_number}; masks of one "
-                  "frame must not overlap in MOTS files", "rle")
+            _fail(
+                path,
+                line,
+                f"{what} overlaps an earlier mask of frame {frame_number}; masks of one "
+                "frame must not overlap in MOTS files",
+                "rle",
+            )
         merged = mask_util.merge([merged, masks[k]], intersect=False)
 
 
@@ -197,8 +239,10 @@ def _empty_track(length: int) -> dict:
 
 def _set_frame(track: dict, frame: int, rle: dict) -> None:
     counts = rle["counts"]
-    track["segmentations"][frame] = {"size": list(rle["size"]),
-                                     "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    track["segmentations"][frame] = {
+        "size": list(rle["size"]),
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
     track["areas"][frame] = int(mask_util.area(rle))
     track["bboxes"][frame] = [float(v) for v in mask_util.toBbox(rle)]
 
@@ -232,12 +276,20 @@ def sequence_tracks(lines: list[MotsLine], length: int, *, is_gt: bool) -> tuple
 def video_entry(video_id: int, name: str, length: int, size: tuple[int, int], file_pattern: str) -> dict:
     """A YouTube-VIS video dict; ``file_names`` follow the format's image layout (folder = sequence)."""
     height, width = size
-    return {"id": video_id, "width": width, "height": height, "length": length,
-            "file_names": [file_pattern.format(seq=name, frame=t) for t in range(length)]}
+    return {
+        "id": video_id,
+        "width": width,
+        "height": height,
+        "length": length,
+        "file_names": [file_pattern.format(seq=name, frame=t) for t in range(length)],
+    }
 
 
-def gt_dict(sequences: list[tuple[str, int, tuple[int, int], list[MotsLine]]], categories: list[int],
-            file_pattern: str) -> dict:
+def gt_dict(
+    sequences: list[tuple[str, int, tuple[int, int], list[MotsLine]]],
+    categories: list[int],
+    file_pattern: str,
+) -> dict:
     """The YouTube-VIS dict of GT sequences ``[(name, length, (height, width), lines)]``."""
     videos, annotations = [], []
     for video_id, (name, length, size, lines) in enumerate(sequences, start=1):
@@ -245,10 +297,24 @@ def gt_dict(sequences: list[tuple[str, int, tuple[int, int], list[MotsLine]]], c
         tracks, ignore = sequence_tracks(lines, length, is_gt=True)
         for track in tracks + ([ignore] if ignore else []):
             crowd = int(track is ignore)
-            annotations.append({"id": len(annotations) + 1, "video_id": video_id, "iscrowd": crowd,
-                                "height": size[0], "width": size[1], "length": length, **track})
-    return {"info": {"description": "converted from MOTS txt by streamvis"}, "licenses": [],
-            "videos": videos, "categories": [CATEGORIES[c] for c in categories], "annotations": annotations}
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "video_id": video_id,
+                    "iscrowd": crowd,
+                    "height": size[0],
+                    "width": size[1],
+                    "length": length,
+                    **track,
+                }
+            )
+    return {
+        "info": {"description": "converted from MOTS txt by streamvis"},
+        "licenses": [],
+        "videos": videos,
+        "categories": [CATEGORIES[c] for c in categories],
+        "annotations": annotations,
+    }
 
 
 def results_list(sequences: list[tuple[int, int, list[MotsLine]]]) -> list[dict]:
@@ -257,8 +323,15 @@ def results_list(sequences: list[tuple[int, int, list[MotsLine]]]) -> list[dict]
     for video_id, length, lines in sequences:
         tracks, _ = sequence_tracks(lines, length, is_gt=False)
         for track in tracks:
-            results.append({"video_id": video_id, "category_id": track["category_id"], "score": 1.0,
-                            "segmentations": track["segmentations"], "track_id": track["track_id"]})
+            results.append(
+                {
+                    "video_id": video_id,
+                    "category_id": track["category_id"],
+                    "score": 1.0,
+                    "segmentations": track["segmentations"],
+                    "track_id": track["track_id"],
+                }
+            )
     return results
 
 
@@ -282,8 +355,15 @@ def _resolve_overlaps(frame_dets: list[tuple[float, int, int, dict]], height: in
     return out
 
 
-def render_lines(tracks: list[tuple[float, int, int, list]], video: dict, *, first_frame: int,
-                 where: str, resolve_overlaps: bool = False, is_gt: bool) -> str:
+def render_lines(
+    tracks: list[tuple[float, int, int, list]],
+    video: dict,
+    *,
+    first_frame: int,
+    where: str,
+    resolve_overlaps: bool = False,
+    is_gt: bool,
+) -> str:
     """The text of one sequence file from ``[(score, object id, class id, segmentations)]``.
 
     Lines are ordered by frame, then track order. Masks of one frame must not overlap (GT: objects
@@ -295,23 +375,32 @@ def render_lines(tracks: list[tuple[float, int, int, list]], video: dict, *, fir
     height, width = video["height"], video["width"]
     out = []
     for t in range(video["length"]):
-        dets = [(score, oid, cls, _frame_rle(segs[t], height, width, f"{where}, frame {t}"))
-                for score, oid, cls, segs in tracks if segs[t] is not None]
+        dets = [
+            (score, oid, cls, _frame_rle(segs[t], height, width, f"{where}, frame {t}"))
+            for score, oid, cls, segs in tracks
+            if segs[t] is not None
+        ]
         if resolve_overlaps:
             dets = _resolve_overlaps(dets, height, width)
         ids = [oid for _, oid, cls, _ in dets if not (is_gt and cls == IGNORE_CLASS)]
         if len(set(ids)) < len(ids):
             duplicate = next(i for i in ids if ids.count(i) > 1)
-            raise DataFormatError(f"object id {duplicate} is used by two tracks in frame {t}", where=where,
-                                  field="track_id")
+            raise DataFormatError(
+                f"object id {duplicate} is used by two tracks in frame {t}", where=where, field="track_id"
+            )
         objects = [d[3] for d in dets if not (is_gt and d[2] == IGNORE_CLASS)]
         ignore = [d[3] for d in dets if is_gt and d[2] == IGNORE_CLASS]
         masks = objects + ([mask_util.merge(ignore, intersect=False)] if ignore else [])
         if len(masks) > 1 and int(mask_util.area(mask_util.merge(masks, intersect=False))) != int(
-                np.sum(mask_util.area(masks))):
-            raise DataFormatError(f"masks of frame {t} overlap; the MOTS formats forbid overlapping masks "
-                                  "(results: pass resolve_overlaps=True to give shared pixels to the higher "
-                                  "score)", where=where, field="segmentations")
+            np.sum(mask_util.area(masks))
+        ):
+            raise DataFormatError(
+                f"masks of frame {t} overlap; the MOTS formats forbid overlapping masks "
+                "(results: pass resolve_overlaps=True to give shared pixels to the higher "
+                "score)",
+                where=where,
+                field="segmentations",
+            )
         for _, oid, cls, rle in dets:
             counts = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
             out.append(f"{t + first_frame} {oid} {cls} {height} {width} {counts}\n")
@@ -340,5 +429,9 @@ def check_classes(tracks: list, allowed: tuple[int, ...], where: str) -> None:
     """Every class id written must be one of the format's (else the caller needs a class map)."""
     for _, _, cls, _ in tracks:
         if cls not in allowed:
-            raise DataFormatError(f"category {cls} has no class in this format (classes {list(allowed)}); "
-                                  "pass class_map={category id: class id}", where=where, field="category_id")
+            raise DataFormatError(
+                f"category {cls} has no class in this format (classes {list(allowed)}); "
+                "pass class_map={category id: class id}",
+                where=where,
+                field="category_id",
+            )

@@ -27,8 +27,16 @@ from streamvis.data.formats import _mots_text as mots
 from streamvis.errors import DataFormatError, StreamvisError
 from streamvis.utils.io import atomic_open
 
-__all__ = ["CLASSES", "EVAL_CLASSES", "read_evaluation_inputs", "read_gt", "read_results", "read_seqmap",
-           "write_gt", "write_results"]
+__all__ = [
+    "CLASSES",
+    "EVAL_CLASSES",
+    "read_evaluation_inputs",
+    "read_gt",
+    "read_results",
+    "read_seqmap",
+    "write_gt",
+    "write_results",
+]
 
 FIRST_FRAME = 0
 EVAL_CLASSES = (1, 2)  # TrackEval KittiMOTS: car, pedestrian
@@ -56,13 +64,17 @@ def read_seqmap(path) -> dict[str, int]:
         if not fields:
             continue
         if len(fields) < 4:
-            raise DataFormatError(f"a seqmap row has 4 fields '<seq> empty 000000 <last frame>', this one has "
-                                  f"{len(fields)}", path=path, where=f"line {number}")
+            raise DataFormatError(
+                f"a seqmap row has 4 fields '<seq> empty 000000 <last frame>', this one has {len(fields)}",
+                path=path,
+                where=f"line {number}",
+            )
         try:
             name, last = f"{int(fields[0]):04d}", int(fields[3])
         except ValueError as e:
-            raise DataFormatError("the sequence and the last frame must be integers", path=path,
-                                  where=f"line {number}") from e
+            raise DataFormatError(
+                "the sequence and the last frame must be integers", path=path, where=f"line {number}"
+            ) from e
         if last < 0:
             raise DataFormatError(f"last frame {last} is negative", path=path, where=f"line {number}")
         sequences[name] = last + 1
@@ -100,8 +112,11 @@ def _size(lines: list, fallback: tuple[int, int] | None, name: str, path) -> tup
         return lines[0].height, lines[0].width
     if fallback is not None:
         return fallback
-    raise DataFormatError(f"sequence {name} has no lines, so its image size is unknown; pass "
-                          "image_sizes={name: (height, width)}", path=path)
+    raise DataFormatError(
+        f"sequence {name} has no lines, so its image size is unknown; pass "
+        "image_sizes={name: (height, width)}",
+        path=path,
+    )
 
 
 def read_gt(path, *, split: str = "val", seqmap=None, image_sizes: dict | None = None) -> dict:
@@ -148,8 +163,9 @@ def read_results(path, *, dataset: dict) -> list[dict]:
     folder = Path(path)
     sequences = []
     for name, video in _video_sequences(dataset):
-        lines = _read_sequence(folder / f"{name}.txt", video["length"], (video["height"], video["width"]),
-                               is_gt=False)
+        lines = _read_sequence(
+            folder / f"{name}.txt", video["length"], (video["height"], video["width"]), is_gt=False
+        )
         sequences.append((video["id"], video["length"], lines))
     return mots.results_list(sequences)
 
@@ -194,8 +210,14 @@ def write_gt(dataset: dict, out_path, *, split: str = "val", class_map: dict | N
     _write(seqmap_path(out, split), "".join(seqmap))
 
 
-def write_results(results: list[dict], dataset: dict, out_path, *, class_map: dict | None = None,
-                  resolve_overlaps: bool = False) -> None:
+def write_results(
+    results: list[dict],
+    dataset: dict,
+    out_path,
+    *,
+    class_map: dict | None = None,
+    resolve_overlaps: bool = False,
+) -> None:
     """Write results entries as KITTI-MOTS tracker files (``<seq>.txt`` for every video of `dataset`).
 
     Args:
@@ -211,13 +233,21 @@ def write_results(results: list[dict], dataset: dict, out_path, *, class_map: di
     for index, entry in enumerate(results):
         cls = (class_map or {}).get(entry["category_id"], entry["category_id"])
         oid = int(entry.get("track_id", index + 1))
-        by_video.setdefault(entry["video_id"], []).append((float(entry["score"]), oid, cls, entry["segmentations"]))
+        by_video.setdefault(entry["video_id"], []).append(
+            (float(entry["score"]), oid, cls, entry["segmentations"])
+        )
     texts = {}
     for name, video in _video_sequences(dataset):
         where = f"results of video {video['id']} (sequence {name})"
         tracks = by_video.get(video["id"], [])
         mots.check_classes(tracks, CLASSES, where)
-        texts[name] = mots.render_lines(tracks, video, first_frame=FIRST_FRAME, where=where,
-                                        resolve_overlaps=resolve_overlaps, is_gt=False)
+        texts[name] = mots.render_lines(
+            tracks,
+            video,
+            first_frame=FIRST_FRAME,
+            where=where,
+            resolve_overlaps=resolve_overlaps,
+            is_gt=False,
+        )
     for name, text in texts.items():
         _write(out / f"{name}.txt", text)

@@ -26,8 +26,16 @@ from streamvis.data.formats import _mots_text as mots
 from streamvis.errors import DataFormatError, StreamvisError
 from streamvis.utils.io import atomic_open
 
-__all__ = ["CLASSES", "EVAL_CLASSES", "read_evaluation_inputs", "read_gt", "read_results", "read_seqmap",
-           "write_gt", "write_results"]
+__all__ = [
+    "CLASSES",
+    "EVAL_CLASSES",
+    "read_evaluation_inputs",
+    "read_gt",
+    "read_results",
+    "read_seqmap",
+    "write_gt",
+    "write_results",
+]
 
 FIRST_FRAME = 1
 EVAL_CLASSES = (2,)  # TrackEval MOTSChallenge: pedestrian
@@ -40,7 +48,9 @@ def read_seqmap(path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise StreamvisError(f"{path}: seqmap not found")
-    rows = [r.split()[0] for r in path.read_text(encoding="utf-8", errors="replace").splitlines() if r.strip()]
+    rows = [
+        r.split()[0] for r in path.read_text(encoding="utf-8", errors="replace").splitlines() if r.strip()
+    ]
     if not rows[1:]:
         raise DataFormatError("the seqmap lists no sequence after its header line", path=path)
     return rows[1:]
@@ -61,8 +71,9 @@ def read_seqinfo(path) -> tuple[int, tuple[int, int]]:
         section = parser["Sequence"]
         values = {k: int(section[k]) for k in ("seqLength", "imHeight", "imWidth")}
     except (configparser.Error, KeyError, ValueError) as e:
-        raise DataFormatError(f"needs a [Sequence] section with integer seqLength, imHeight, imWidth ({e})",
-                              path=path) from e
+        raise DataFormatError(
+            f"needs a [Sequence] section with integer seqLength, imHeight, imWidth ({e})", path=path
+        ) from e
     if values["seqLength"] < 0 or values["imHeight"] <= 0 or values["imWidth"] <= 0:
         raise DataFormatError(f"seqLength must be >= 0 and the image size positive, got {values}", path=path)
     return values["seqLength"], (values["imHeight"], values["imWidth"])
@@ -79,7 +90,9 @@ def _sequences(gt_folder: Path, benchmark: str, split: str, seqmap) -> list[str]
     folder = _split_folder(gt_folder, benchmark, split)
     names = sorted(p.parent.parent.name for p in folder.glob("*/gt/gt.txt"))
     if not names:
-        raise StreamvisError(f"{gt_folder}: neither a seqmap ({path}) nor {folder.name}/<seq>/gt/gt.txt files")
+        raise StreamvisError(
+            f"{gt_folder}: neither a seqmap ({path}) nor {folder.name}/<seq>/gt/gt.txt files"
+        )
     return names
 
 
@@ -124,14 +137,16 @@ def read_results(path, *, dataset: dict) -> list[dict]:
     folder = Path(path)
     sequences = []
     for name, video in _video_sequences(dataset):
-        lines = _read_sequence(folder / f"{name}.txt", video["length"], (video["height"], video["width"]),
-                               is_gt=False)
+        lines = _read_sequence(
+            folder / f"{name}.txt", video["length"], (video["height"], video["width"]), is_gt=False
+        )
         sequences.append((video["id"], video["length"], lines))
     return mots.results_list(sequences)
 
 
-def read_evaluation_inputs(gt_path, results_path, *, split: str = "train", benchmark: str = "MOTS",
-                           seqmap=None) -> tuple[dict, list]:
+def read_evaluation_inputs(
+    gt_path, results_path, *, split: str = "train", benchmark: str = "MOTS", seqmap=None
+) -> tuple[dict, list]:
     """GT dict and results of a MOTSChallenge evaluation."""
     dataset = read_gt(gt_path, split=split, benchmark=benchmark, seqmap=seqmap)
     return dataset, read_results(results_path, dataset=dataset)
@@ -142,8 +157,9 @@ def _write(path: Path, text: str) -> None:
         f.write(text)
 
 
-def write_gt(dataset: dict, out_path, *, split: str = "train", benchmark: str = "MOTS",
-             class_map: dict | None = None) -> None:
+def write_gt(
+    dataset: dict, out_path, *, split: str = "train", benchmark: str = "MOTS", class_map: dict | None = None
+) -> None:
     """Write a YouTube-VIS dict as a MOTSChallenge GT folder (gt.txt, seqinfo.ini, seqmap).
 
     Args:
@@ -162,19 +178,27 @@ def write_gt(dataset: dict, out_path, *, split: str = "train", benchmark: str = 
         tracks = mots.gt_tracks_of_video(dataset, video["id"], class_map or {})
         mots.check_classes(tracks, CLASSES, where)
         folder = _split_folder(out, benchmark, split) / name
-        files[folder / "gt" / "gt.txt"] = mots.render_lines(tracks, video, first_frame=FIRST_FRAME, where=where,
-                                                            is_gt=True)
+        files[folder / "gt" / "gt.txt"] = mots.render_lines(
+            tracks, video, first_frame=FIRST_FRAME, where=where, is_gt=True
+        )
         files[folder / "seqinfo.ini"] = (
             f"[Sequence]\nname={name}\nimDir=img1\nframeRate=30\nseqLength={video['length']}\n"
-            f"imWidth={video['width']}\nimHeight={video['height']}\nimExt=.jpg\n")
+            f"imWidth={video['width']}\nimHeight={video['height']}\nimExt=.jpg\n"
+        )
         names.append(name)
     files[out / "seqmaps" / f"{benchmark}-{split}.txt"] = "name\n" + "".join(f"{n}\n" for n in names)
     for path, text in files.items():
         _write(path, text)
 
 
-def write_results(results: list[dict], dataset: dict, out_path, *, class_map: dict | None = None,
-                  resolve_overlaps: bool = False) -> None:
+def write_results(
+    results: list[dict],
+    dataset: dict,
+    out_path,
+    *,
+    class_map: dict | None = None,
+    resolve_overlaps: bool = False,
+) -> None:
     """Write results entries as MOTSChallenge tracker files (``<seq>.txt`` for every video of `dataset`).
 
     Args:
@@ -190,13 +214,21 @@ def write_results(results: list[dict], dataset: dict, out_path, *, class_map: di
     for index, entry in enumerate(results):
         cls = (class_map or {}).get(entry["category_id"], entry["category_id"])
         oid = int(entry.get("track_id", index + 1))
-        by_video.setdefault(entry["video_id"], []).append((float(entry["score"]), oid, cls, entry["segmentations"]))
+        by_video.setdefault(entry["video_id"], []).append(
+            (float(entry["score"]), oid, cls, entry["segmentations"])
+        )
     texts = {}
     for name, video in _video_sequences(dataset):
         where = f"results of video {video['id']} (sequence {name})"
         tracks = by_video.get(video["id"], [])
         mots.check_classes(tracks, CLASSES, where)
-        texts[name] = mots.render_lines(tracks, video, first_frame=FIRST_FRAME, where=where,
-                                        resolve_overlaps=resolve_overlaps, is_gt=False)
+        texts[name] = mots.render_lines(
+            tracks,
+            video,
+            first_frame=FIRST_FRAME,
+            where=where,
+            resolve_overlaps=resolve_overlaps,
+            is_gt=False,
+        )
     for name, text in texts.items():
         _write(out / f"{name}.txt", text)
