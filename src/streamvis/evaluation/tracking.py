@@ -41,6 +41,7 @@ __all__ = [
     "SequenceData",
     "TrackingResult",
     "evaluate_tracking",
+    "format_tracking_table",
     "row_to_json",
 ]
 
@@ -444,3 +445,53 @@ def evaluate_tracking(
         video_frames=video_frames,
         families=families,
     )
+
+
+# ------------------------------------------------------------------------------------------ the table
+def _cell(row: dict, family: str, field: str) -> str:
+    if family not in row:
+        return "-"
+    value = row[family][field]
+    return f"{float(np.mean(value)):.4f}"
+
+
+def format_tracking_table(
+    result: TrackingResult,
+    *,
+    ap: dict[str, float] | None = None,
+    per_class: bool = False,
+    mots: bool = False,
+) -> str:
+    """HOTA, DetA, AssA, IDF1 and MOTA (MOTS: MOTSA) of the combined rows (and classes), AP beside.
+
+    Args:
+        result: a `TrackingResult`.
+        ap: ``{"all": overall AP, str(category id): per-category AP}`` (-1: no GT) when AP was computed.
+        per_class: add one line per class.
+        mots: name the CLEAR column MOTSA.
+
+    Returns:
+        The table as one string (no trailing newline); "-" marks a family not computed.
+    """
+    columns = [("HOTA", "HOTA"), ("HOTA", "DetA"), ("HOTA", "AssA"), ("Identity", "IDF1"), ("CLEAR", "MOTA")]
+    headers = (
+        [f for _, f in columns[:-1]] + ["MOTSA" if mots else "MOTA"] + (["AP"] if ap is not None else [])
+    )
+    rows = [
+        ("class-averaged", result.cls_comb_cls_av, ap.get("all") if ap else None),
+        ("detection-averaged", result.cls_comb_det_av, None),
+    ]
+    if per_class:
+        rows += [
+            (f"{c} {result.class_names[c]}", result.per_class[c], ap.get(str(c)) if ap else None)
+            for c in result.class_ids
+        ]
+    title = "tracking (TrackEval 1.3.0)"
+    width = max([len(title)] + [len(name) for name, _, _ in rows])
+    lines = [f" {title:<{width}}  " + "  ".join(f"{h:>7}" for h in headers)]
+    for name, row, ap_value in rows:
+        cells = [_cell(row, family, field) for family, field in columns]
+        if ap is not None:
+            cells.append("-" if ap_value is None or ap_value < 0 else f"{ap_value:.4f}")
+        lines.append(f" {name:<{width}}  " + "  ".join(f"{c:>7}" for c in cells))
+    return "\n".join(lines)
