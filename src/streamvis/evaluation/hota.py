@@ -114,8 +114,10 @@ def hota_sequence(seq: SequenceData) -> dict:
     n = len(ALPHAS)
     tp, fn, fp, loc_sum = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     alignment, gt_count, tracker_count = _alignment(seq)
-    matches = np.zeros((n, seq.num_gt_ids, seq.num_tracker_ids))  # per-alpha TP count of each id pair
     thresholds = ALPHAS - EPS
+    # a pair matched with IoU s is a TP at the alphas whose threshold is <= s: the first k of them
+    # (thresholds increase), so the per-alpha match counts are tail sums of counts by k
+    by_passed = np.zeros((n + 1, seq.num_gt_ids, seq.num_tracker_ids))
     for gt_ids, tracker_ids, similarity in zip(seq.gt_ids, seq.tracker_ids, seq.similarity):
         if len(gt_ids) == 0 or len(tracker_ids) == 0:
             fp += len(tracker_ids)
@@ -129,21 +131,15 @@ def hota_sequence(seq: SequenceData) -> dict:
         tp += num_tp
         fn += len(gt_ids) - num_tp
         fp += len(tracker_ids) - num_tp
-        for a in np.flatnonzero(num_tp):
-            keep = is_tp[a]
-            loc_sum[a] += sum(matched_iou[keep])  # TrackEval: python sum, in matching order
-            matches[a, gt_ids[rows[keep]], tracker_ids[cols[keep]]] += 1
+        loc_sum += np.where(is_tp, matched_iou[None, :], 0.0).sum(1)
+        np.add.at(by_passed, (is_tp.sum(0), gt_ids[rows], tracker_ids[cols]), 1)
+    matches = np.cumsum(by_passed[::-1], axis=0)[::-1][1:]  # (19, G, K) TPs of each id pair per alpha
     row = {"HOTA_TP": tp, "HOTA_FN": fn, "HOTA_FP": fp}
-    for name, denominator in (("AssA", None), ("AssRe", gt_count), ("AssPr", tracker_count)):
-        values = np.zeros(n)
-        for a in range(n):
-            count = matches[a]
-            if denominator is None:
-                ratio = count / np.maximum(1, gt_count + tracker_count - count)
-            else:
-                ratio = count / np.maximum(1, denominator)
-            values[a] = np.sum(count * ratio) / np.maximum(1, tp[a])
-        row[name] = values
+    tp_floor = np.maximum(1, tp)
+    ass_a = matches / np.maximum(1, gt_count[None] + tracker_count[None] - matches)
+    row["AssA"] = np.sum(matches * ass_a, axis=(1, 2)) / tp_floor
+    row["AssRe"] = np.sum(matches * (matches / np.maximum(1, gt_count[None])), axis=(1, 2)) / tp_floor
+    row["AssPr"] = np.sum(matches * (matches / np.maximum(1, tracker_count[None])), axis=(1, 2)) / tp_floor
     row["LocA"] = np.maximum(1e-10, loc_sum) / np.maximum(1e-10, tp)  # TrackEval: 1 where TP = 0
     return _final_fields(row)
 

@@ -358,6 +358,18 @@ def _sequence(frames: list[_Frame], class_id: int, mots: bool) -> SequenceData:
     return seq
 
 
+def _one_sided(gt_tracks: list, dt_tracks: list, class_id: int, length: int) -> SequenceData:
+    """Counts of a class with dets on one side only (every metric returns early on it: no frames needed)."""
+
+    def count(tracks) -> tuple[int, int]:
+        per_track = [sum(s is not None for s in segs) for _, c, segs in tracks if c == class_id]
+        return sum(per_track), sum(n > 0 for n in per_track)  # a track without any det does not exist
+
+    gt_dets, gt_ids = count(gt_tracks)
+    dt_dets, dt_ids = count(dt_tracks)
+    return SequenceData(length, [], [], [], gt_ids, dt_ids, gt_dets, dt_dets)
+
+
 def _video_names(videos: list[dict]) -> list[str]:
     names = [video_name(v) for v in videos]
     if len(set(names)) < len(names):  # TrackEval would merge them: keep them apart by id instead
@@ -419,14 +431,26 @@ def evaluate_tracking(
         vid = video["id"]
         video_names[name], video_frames[name] = vid, video["length"]
         per_video[name] = {}
-        present = {c for _, c, _ in gt_tracks[vid]} | {c for _, c, _ in dt_tracks[vid]}
-        if not present:
-            continue
-        frames = _frames_of_video(video, gt_tracks[vid], dt_tracks[vid], ignore[vid])
+        gt_classes = {c for _, c, _ in gt_tracks[vid]}
+        dt_classes = {c for _, c, _ in dt_tracks[vid]}
+        # classes whose dets must be looked at frame by frame: dets on both sides, or (MOTS)
+        # predictions that an ignore region may remove; the others are counted without any IoU
+        framed = gt_classes & dt_classes if not (mots and ignore[vid]) else dt_classes
+        frames = None
+        if framed:
+            frames = _frames_of_video(
+                video,
+                [t for t in gt_tracks[vid] if t[1] in framed],
+                [t for t in dt_tracks[vid] if t[1] in framed],
+                ignore[vid],
+            )
         for class_id in class_ids:
-            if class_id not in present:
+            if class_id in framed:
+                seq = _sequence(frames, class_id, mots)
+            elif class_id in gt_classes or class_id in dt_classes:
+                seq = _one_sided(gt_tracks[vid], dt_tracks[vid], class_id, video["length"])
+            else:
                 continue
-            seq = _sequence(frames, class_id, mots)
             if seq.num_gt_dets == 0 and seq.num_tracker_dets == 0:
                 continue  # every det of the class was removed, or all its tracks are null
             rows = _sequence_rows(seq, families)
