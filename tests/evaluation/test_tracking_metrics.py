@@ -12,7 +12,8 @@ import pytest
 from streamvis.errors import StreamvisError
 from streamvis.evaluation import hota
 from streamvis.evaluation.identity import identity_sequence
-from streamvis.evaluation.tracking import SequenceData, evaluate_tracking
+from streamvis.evaluation.sequences import SequenceData
+from streamvis.evaluation.tracking import evaluate_tracking
 
 
 def _square(builder_box, y: int, x: int, size: int = 4):
@@ -131,20 +132,21 @@ def test_families_subset_and_unknown(builder, box):
 
 
 def test_identity_one_to_one_assignment():
-    seq = SequenceData(
-        num_timesteps=3,
-        gt_ids=[np.array([0]), np.array([0]), np.array([0])],
-        tracker_ids=[np.array([0]), np.array([1]), np.array([1])],
-        similarity=[np.array([[0.9]]), np.array([[0.6]]), np.array([[0.4]])],
-        num_gt_ids=1,
-        num_tracker_ids=2,
-        num_gt_dets=3,
-        num_tracker_dets=3,
+    similarity = np.zeros((3, 1, 2))  # (T, G, K)
+    similarity[:, 0, 0] = [0.9, 0, 0]
+    similarity[:, 0, 1] = [0, 0.6, 0.4]
+    seq = SequenceData.from_arrays(
+        np.ones((3, 1), bool), np.array([[1, 0], [0, 1], [0, 1]], bool), similarity
     )
     row = identity_sequence(seq)
     # one GT id can take one tracker id: either gives 1 IDTP (the 0.4 frame is below the threshold)
     assert (row["IDTP"], row["IDFN"], row["IDFP"]) == (1, 2, 2)
     assert row["IDF1"] == pytest.approx(1 / 3)
+
+
+def test_tracks_without_dets_are_dropped():
+    seq = SequenceData.from_arrays(np.zeros((2, 2), bool), np.array([[1], [0]], bool), np.zeros((2, 2, 1)))
+    assert (seq.num_gt_ids, seq.num_tracker_ids, seq.num_tracker_dets, seq.num_timesteps) == (0, 1, 1, 2)
 
 
 def test_hota_alphas_are_trackevals():

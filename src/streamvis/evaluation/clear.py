@@ -24,7 +24,7 @@ import numpy as np
 from streamvis.evaluation.hota import EPS
 
 if TYPE_CHECKING:
-    from streamvis.evaluation.tracking import SequenceData
+    from streamvis.evaluation.sequences import SequenceData
 
 __all__ = [
     "COUNT_FIELDS",
@@ -112,43 +112,41 @@ def clear_sequence(seq: SequenceData, threshold: float = 0.5) -> dict:
     from scipy.optimize import linear_sum_assignment
 
     row = _zero_row()
-    tp = fn = fp = idsw = 0
+    tp = idsw = 0
     motp_sum = 0.0
-    present = np.zeros(seq.num_gt_ids)  # frames where each GT has a det (among evaluated frames)
     tracked = np.zeros(seq.num_gt_ids)
     fragments = np.zeros(seq.num_gt_ids)
-    last_match = np.full(seq.num_gt_ids, np.nan)  # last tracker id matched to each GT, ever
-    previous = np.full(seq.num_gt_ids, np.nan)  # tracker id matched in the previous evaluated frame
-    for gt_ids, tracker_ids, similarity in zip(seq.gt_ids, seq.tracker_ids, seq.similarity):
-        if len(gt_ids) == 0:
-            fp += len(tracker_ids)
-            continue
-        if len(tracker_ids) == 0:
-            fn += len(gt_ids)
-            present[gt_ids] += 1
-            continue
-        score = 1000.0 * (tracker_ids[None, :] == previous[gt_ids[:, None]]) + similarity
-        score[similarity < threshold - EPS] = 0
-        rows, cols = linear_sum_assignment(-score)
-        keep = score[rows, cols] > 0 + EPS
-        rows, cols = rows[keep], cols[keep]
-        matched_gt, matched_tracker = gt_ids[rows], tracker_ids[cols]
-        before = last_match[matched_gt]
-        idsw += int(np.sum(~np.isnan(before) & (matched_tracker != before)))
-        present[gt_ids] += 1
-        tracked[matched_gt] += 1
-        was_untracked = np.isnan(previous)
-        last_match[matched_gt] = matched_tracker
-        previous[:] = np.nan
-        previous[matched_gt] = matched_tracker
-        fragments += was_untracked & ~np.isnan(previous)
-        tp += len(matched_gt)
-        fn += len(gt_ids) - len(matched_gt)
-        fp += len(tracker_ids) - len(matched_gt)
-        if len(matched_gt):
-            motp_sum += sum(similarity[rows, cols])  # TrackEval: python sum, in matching order
+    last_match: dict[int, int] = {}  # GT -> the last tracker id matched to it, ever
+    previous: dict[int, int] = {}  # GT -> tracker id matched in the previous evaluated frame
+    cutoff = threshold - EPS
+    # frames without GT or without tracker dets only add FN/FP: they neither match nor reset
+    for gt_ids, tracker_ids, similarity in seq.matched_frames():
+        gts, trackers = gt_ids.tolist(), tracker_ids.tolist()
+        if len(gts) == 1 and len(trackers) == 1:  # the common case, without the solver
+            value = float(similarity[0, 0])
+            score = 1000.0 * (previous.get(gts[0]) == trackers[0]) + value
+            pairs = [(0, 0)] if value >= cutoff and score > 0 + EPS else []
+        else:
+            continuing = np.array([[previous.get(g) == k for k in trackers] for g in gts])
+            score = 1000.0 * continuing + similarity
+            score[similarity < cutoff] = 0
+            rows, cols = linear_sum_assignment(-score)
+            pairs = [(r, c) for r, c in zip(rows.tolist(), cols.tolist()) if score[r, c] > 0 + EPS]
+        current = {}
+        for r, c in pairs:
+            g, k = gts[r], trackers[c]
+            idsw += g in last_match and last_match[g] != k
+            last_match[g] = current[g] = k
+            tracked[g] += 1
+            fragments[g] += g not in previous
+        previous = current
+        tp += len(pairs)
+        if pairs:
+            motp_sum += sum(similarity[r, c] for r, c in pairs)  # TrackEval: python sum, in matching order
+    present = seq.gt_present.sum(0)  # frames with a det of each GT (frames without tracker dets too)
     ratio = tracked[present > 0] / present[present > 0]
-    row.update(CLR_TP=tp, CLR_FN=fn, CLR_FP=fp, IDSW=idsw, MOTP_sum=float(motp_sum))
+    fn, fp = seq.num_gt_dets - tp, seq.num_tracker_dets - tp
+    row.update(CLR_TP=tp, CLR_FN=fn, CLR_FP=fp, IDSW=int(idsw), MOTP_sum=float(motp_sum))
     row["MT"] = int(np.sum(ratio > MOSTLY_TRACKED))
     row["PT"] = int(np.sum(ratio >= MOSTLY_LOST)) - row["MT"]
     row["ML"] = seq.num_gt_ids - row["MT"] - row["PT"]

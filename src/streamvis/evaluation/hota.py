@@ -13,8 +13,9 @@ that pin each one down):
 - reported HOTA, DetA, ... are the arithmetic means of the 19 per-alpha values.
 
 Rows are plain dicts keyed by TrackEval's field names: (19,) float arrays for `ARRAY_FIELDS` and the
-counts `COUNT_FIELDS`, floats for `SCALAR_FIELDS`. No torch; scipy is imported when a sequence with
-dets on both sides is scored.
+counts `COUNT_FIELDS`, floats for `SCALAR_FIELDS`. The per-frame work is vectorised over frames
+(`SequenceData` holds dense (T, G, K) IoUs); only the Hungarian matchings run frame by frame. No
+torch; scipy is imported when a sequence with dets on both sides is scored.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from streamvis.evaluation.tracking import SequenceData
+    from streamvis.evaluation.sequences import SequenceData
 
 __all__ = [
     "ALPHAS",
@@ -82,59 +83,57 @@ def _final_fields(row: dict) -> dict:
 
 def _alignment(seq: SequenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Global alignment score ``A`` (G, K) and the per-id det counts n_g (G, 1), n_t (1, K)."""
-    potential = np.zeros((seq.num_gt_ids, seq.num_tracker_ids))
-    gt_count = np.zeros((seq.num_gt_ids, 1))
-    tracker_count = np.zeros((1, seq.num_tracker_ids))
-    for gt_ids, tracker_ids, similarity in zip(seq.gt_ids, seq.tracker_ids, seq.similarity):
-        # similarity normalised by the frame's row and column sums (TrackEval: sim_iou)
-        denominator = similarity.sum(0)[None, :] + similarity.sum(1)[:, None] - similarity
-        normalised = np.zeros_like(similarity)
-        valid = denominator > 0 + EPS
-        normalised[valid] = similarity[valid] / denominator[valid]
-        potential[gt_ids[:, None], tracker_ids[None, :]] += normalised
-        gt_count[gt_ids] += 1
-        tracker_count[0, tracker_ids] += 1
-    score = potential / (gt_count + tracker_count - potential)
-    return score, gt_count, tracker_count
+    similarity = seq.similarity  # (T, G, K)
+    # each frame's similarity normalised by its row and column sums (TrackEval: sim_iou)
+    denominator = similarity.sum(1)[:, None, :] + similarity.sum(2)[:, :, None] - similarity
+    normalised = np.zeros_like(similarity)
+    valid = denominator > 0 + EPS
+    normalised[valid] = similarity[valid] / denominator[valid]
+    potential = normalised.sum(0)  # (G, K), frames added in order
+    gt_count = seq.gt_present.sum(0)[:, None].astype(float)
+    tracker_count = seq.tracker_present.sum(0)[None, :].astype(float)
+    return potential / (gt_count + tracker_count - potential), gt_count, tracker_count
+
+
+def _matches(seq: SequenceData, alignment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-frame Hungarian matches of all frames: GT columns, tracker columns and their IoUs (M,)."""
+    from scipy.optimize import linear_sum_assignment
+
+    gts, trackers, ious = [], [], []
+    for gt_cols, dt_cols, similarity in seq.matched_frames():
+        rows, cols = linear_sum_assignment(-(alignment[gt_cols[:, None], dt_cols] * similarity))
+        gts.append(gt_cols[rows])
+        trackers.append(dt_cols[cols])
+        ious.append(similarity[rows, cols])
+    if not gts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    return np.concatenate(gts), np.concatenate(trackers), np.concatenate(ious)
 
 
 def hota_sequence(seq: SequenceData) -> dict:
     """HOTA of one sequence and class.
 
     Args:
-        seq: the class's GT/tracker ids and (g_t, k_t) IoU matrices per frame.
+        seq: the class's dets and IoUs (`streamvis.evaluation.sequences.SequenceData`).
 
     Returns:
         A row: (19,) arrays of `COUNT_FIELDS` and `ARRAY_FIELDS`, floats of `SCALAR_FIELDS`.
     """
     if seq.num_tracker_dets == 0 or seq.num_gt_dets == 0:
         return empty_row(seq.num_gt_dets, seq.num_tracker_dets)
-    from scipy.optimize import linear_sum_assignment
-
     n = len(ALPHAS)
-    tp, fn, fp, loc_sum = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     alignment, gt_count, tracker_count = _alignment(seq)
-    thresholds = ALPHAS - EPS
-    # a pair matched with IoU s is a TP at the alphas whose threshold is <= s: the first k of them
-    # (thresholds increase), so the per-alpha match counts are tail sums of counts by k
+    gt_cols, dt_cols, matched_iou = _matches(seq, alignment)
+    is_tp = matched_iou[None, :] >= (ALPHAS - EPS)[:, None]  # (19, M)
+    tp = is_tp.sum(1).astype(float)
+    row = {"HOTA_TP": tp, "HOTA_FN": seq.num_gt_dets - tp, "HOTA_FP": seq.num_tracker_dets - tp}
+    loc_sum = np.where(is_tp, matched_iou[None, :], 0.0).sum(1)
+    # a match with IoU s is a TP at the first k alphas (thresholds increase): per-alpha pair counts
+    # are tail sums of the counts by k
     by_passed = np.zeros((n + 1, seq.num_gt_ids, seq.num_tracker_ids))
-    for gt_ids, tracker_ids, similarity in zip(seq.gt_ids, seq.tracker_ids, seq.similarity):
-        if len(gt_ids) == 0 or len(tracker_ids) == 0:
-            fp += len(tracker_ids)
-            fn += len(gt_ids)
-            continue
-        score = alignment[gt_ids[:, None], tracker_ids[None, :]] * similarity
-        rows, cols = linear_sum_assignment(-score)
-        matched_iou = similarity[rows, cols]  # (M,)
-        is_tp = matched_iou[None, :] >= thresholds[:, None]  # (19, M)
-        num_tp = is_tp.sum(1)
-        tp += num_tp
-        fn += len(gt_ids) - num_tp
-        fp += len(tracker_ids) - num_tp
-        loc_sum += np.where(is_tp, matched_iou[None, :], 0.0).sum(1)
-        np.add.at(by_passed, (is_tp.sum(0), gt_ids[rows], tracker_ids[cols]), 1)
-    matches = np.cumsum(by_passed[::-1], axis=0)[::-1][1:]  # (19, G, K) TPs of each id pair per alpha
-    row = {"HOTA_TP": tp, "HOTA_FN": fn, "HOTA_FP": fp}
+    np.add.at(by_passed, (is_tp.sum(0), gt_cols, dt_cols), 1)
+    matches = np.cumsum(by_passed[::-1], axis=0)[::-1][1:]  # (19, G, K)
     tp_floor = np.maximum(1, tp)
     ass_a = matches / np.maximum(1, gt_count[None] + tracker_count[None] - matches)
     row["AssA"] = np.sum(matches * ass_a, axis=(1, 2)) / tp_floor

@@ -26,7 +26,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 if TYPE_CHECKING:
-    from streamvis.evaluation.tracking import SequenceData
+    from streamvis.evaluation.sequences import SequenceData
 
 COUNT_FIELDS = ("IDTP", "IDFN", "IDFP")
 RATIO_FIELDS = ("IDF1", "IDR", "IDP")
@@ -64,13 +64,10 @@ def identity_sequence(seq: SequenceData, threshold: float = 0.5) -> dict:
     from scipy.optimize import linear_sum_assignment
 
     num_gt, num_tracker = seq.num_gt_ids, seq.num_tracker_ids
-    potential = np.zeros((num_gt, num_tracker))
-    gt_count, tracker_count = np.zeros(num_gt), np.zeros(num_tracker)
-    for gt_ids, tracker_ids, similarity in zip(seq.gt_ids, seq.tracker_ids, seq.similarity):
-        gt_index, tracker_index = np.nonzero(similarity >= threshold)
-        np.add.at(potential, (gt_ids[gt_index], tracker_ids[tracker_index]), 1)
-        np.add.at(gt_count, gt_ids, 1)
-        np.add.at(tracker_count, tracker_ids, 1)
+    both = seq.gt_present[:, :, None] & seq.tracker_present[:, None, :]  # (T, G, K)
+    potential = ((seq.similarity >= threshold) & both).sum(0).astype(float)
+    gt_count = seq.gt_present.sum(0).astype(float)
+    tracker_count = seq.tracker_present.sum(0).astype(float)
     size = num_gt + num_tracker
     # rows: GT ids then one dummy per tracker id; columns: tracker ids then one dummy per GT id
     fn_cost, fp_cost = np.zeros((size, size)), np.zeros((size, size))

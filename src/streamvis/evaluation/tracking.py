@@ -35,6 +35,7 @@ import pycocotools.mask as mask_util
 
 from streamvis.errors import StreamvisError
 from streamvis.evaluation import clear, hota, identity
+from streamvis.evaluation.sequences import SequenceData, build_sequence, one_sided_sequence, to_rle
 
 __all__ = [
     "FAMILIES",
@@ -47,45 +48,6 @@ __all__ = [
 
 FAMILIES = ("hota", "clear", "identity")  # Count is always computed
 _FAMILY_NAMES = {"hota": "HOTA", "clear": "CLEAR", "identity": "Identity"}
-# TrackEval KittiMOTS: an unmatched tracker det more than half inside the ignore region is removed
-IGNORE_REGION_IOA = 0.5
-# TrackEval KittiMOTS preprocessing matches at IoU >= 0.5 - eps
-MOTS_MATCH_IOU = 0.5
-
-
-@dataclass
-class SequenceData:
-    """One video's dets of one class, as every metric family reads them.
-
-    Attributes:
-        num_timesteps: frames of the video.
-        gt_ids / tracker_ids: per frame, (g_t,) / (k_t,) int ids, contiguous from 0 within the class.
-        similarity: per frame, the (g_t, k_t) mask IoU matrix (rows in GT order, columns in
-            prediction order: the order scipy's Hungarian solver sees).
-        num_gt_ids, num_tracker_ids: distinct ids; num_gt_dets, num_tracker_dets: dets in all frames.
-    """
-
-    num_timesteps: int
-    gt_ids: list[np.ndarray]
-    tracker_ids: list[np.ndarray]
-    similarity: list[np.ndarray]
-    num_gt_ids: int = 0
-    num_tracker_ids: int = 0
-    num_gt_dets: int = 0
-    num_tracker_dets: int = 0
-
-
-@dataclass
-class _Frame:
-    """All dets of one frame: GT tracks (G,), predicted tracks (K,), their classes and IoUs (G, K)."""
-
-    gt_track: np.ndarray
-    gt_class: np.ndarray
-    dt_track: np.ndarray
-    dt_class: np.ndarray
-    iou: np.ndarray
-    dt_rles: list
-    ignore: dict | None = None
 
 
 @dataclass
@@ -221,7 +183,7 @@ def _sequence_rows(seq: SequenceData, families: tuple[str, ...]) -> dict:
 
 def _empty_rows(families: tuple[str, ...], frames: int = 0) -> dict:
     """Rows of a (video, class) pair without any det (TrackEval evaluates it to early-return rows)."""
-    return _sequence_rows(SequenceData(frames, [], [], []), families)
+    return _sequence_rows(one_sided_sequence([], [], frames), families)
 
 
 _COMBINE = {
@@ -247,15 +209,6 @@ def _combine(rows: list[dict], how: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------- reading the dicts
-def _rle(seg, height: int, width: int) -> dict:
-    """pycocotools RLE of a validated segmentation (fast path for compressed string counts)."""
-    if isinstance(seg, dict) and isinstance(seg.get("counts"), str):
-        return {"size": [int(s) for s in seg["size"]], "counts": seg["counts"].encode("ascii")}
-    from streamvis.data.masks import segmentation_to_rle
-
-    return segmentation_to_rle(seg, height, width)
-
-
 def video_name(video: dict) -> str:
     """TrackEval's YouTube-VIS sequence name: the folder part of ``file_names[0]`` (else the id)."""
     names = video.get("file_names") or []
@@ -264,110 +217,18 @@ def video_name(video: dict) -> str:
     return str(video["id"])
 
 
-def _frames_of_video(video: dict, gt_tracks: list, dt_tracks: list, ignore_segs: list) -> list[_Frame]:
-    """Per frame: the present dets of both sides (GT rows in annotation order) and their IoUs.
-
-    Args:
-        video: the video dict (``length``, ``height``, ``width``).
-        gt_tracks / dt_tracks: ``[(track index, class id, segmentations)]`` in file order.
-        ignore_segs: segmentations lists of the ignore-region annotations (MOTS), united per frame.
-    """
-    height, width, length = video["height"], video["width"], video["length"]
-    frames = []
-    for t in range(length):
-        gt = [(i, c, _rle(s[t], height, width)) for i, c, s in gt_tracks if s[t] is not None]
-        dt = [(i, c, _rle(s[t], height, width)) for i, c, s in dt_tracks if s[t] is not None]
-        if gt and dt:
-            iou = np.asarray(
-                mask_util.iou([g[2] for g in gt], [d[2] for d in dt], [0] * len(dt)), dtype=float
-            ).reshape(len(gt), len(dt))  # (G, K)
-        else:
-            iou = np.zeros((len(gt), len(dt)))
-        regions = [_rle(s[t], height, width) for s in ignore_segs if s[t] is not None]
-        ignore = None
-        if regions:
-            ignore = mask_util.merge(regions, intersect=False) if len(regions) > 1 else regions[0]
-        frames.append(
-            _Frame(
-                gt_track=np.array([g[0] for g in gt], dtype=np.int64),
-                gt_class=np.array([g[1] for g in gt], dtype=np.int64),
-                dt_track=np.array([d[0] for d in dt], dtype=np.int64),
-                dt_class=np.array([d[1] for d in dt], dtype=np.int64),
-                iou=iou,
-                dt_rles=[d[2] for d in dt],
-                ignore=ignore,
-            )
+def _ignore_regions(video: dict, ignore_segs: list) -> list | None:
+    """Per frame, the union of the ignore-region annotations (MOTS), or None where there is none."""
+    if not ignore_segs:
+        return None
+    height, width = video["height"], video["width"]
+    regions = []
+    for t in range(video["length"]):
+        rles = [to_rle(s[t], height, width) for s in ignore_segs if s[t] is not None]
+        regions.append(
+            None if not rles else mask_util.merge(rles, intersect=False) if len(rles) > 1 else rles[0]
         )
-    return frames
-
-
-def _mots_removed(similarity: np.ndarray, dt_rles: list, ignore: dict | None) -> np.ndarray:
-    """Indices of a class's tracker dets that TrackEval's MOTS preprocessing removes in one frame.
-
-    Unmatched dets (Hungarian on IoU, pairs below 0.5 - eps forbidden) whose intersection over their
-    own area with the ignore region exceeds 0.5 + eps are removed; matched dets are kept.
-    """
-    num_gt, num_dt = similarity.shape
-    unmatched = np.arange(num_dt)
-    if ignore is None or num_dt == 0:
-        return unmatched[:0]
-    if num_gt > 0:
-        from scipy.optimize import linear_sum_assignment
-
-        scores = similarity.copy()
-        scores[scores < MOTS_MATCH_IOU - hota.EPS] = -10000  # TrackEval's value for "cannot match"
-        rows, cols = linear_sum_assignment(-scores)
-        matched = cols[scores[rows, cols] > 0 + hota.EPS]
-        unmatched = np.delete(unmatched, matched)
-    if len(unmatched) == 0:
-        return unmatched
-    ioa = np.asarray(mask_util.iou([dt_rles[i] for i in unmatched], [ignore], [1]), dtype=float).reshape(-1)
-    return unmatched[ioa > IGNORE_REGION_IOA + hota.EPS]
-
-
-def _relabel(ids: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
-    present = [i for i in ids if len(i)]
-    if not present:
-        return ids, 0
-    unique = np.unique(np.concatenate(present))
-    return [np.searchsorted(unique, i) if len(i) else i for i in ids], len(unique)
-
-
-def _sequence(frames: list[_Frame], class_id: int, mots: bool) -> SequenceData:
-    """Cut one class's `SequenceData` from a video's frames (MOTS: after the ignore-region removal)."""
-    gt_ids, dt_ids, sims = [], [], []
-    for frame in frames:
-        g = frame.gt_class == class_id
-        d = frame.dt_class == class_id
-        similarity = frame.iou[g][:, d]
-        tracks = frame.dt_track[d]
-        if mots and d.any():
-            rles = [r for r, keep in zip(frame.dt_rles, d) if keep]
-            removed = _mots_removed(similarity, rles, frame.ignore)
-            if len(removed):
-                tracks = np.delete(tracks, removed)
-                similarity = np.delete(similarity, removed, axis=1)
-        gt_ids.append(frame.gt_track[g])
-        dt_ids.append(tracks)
-        sims.append(similarity)
-    seq = SequenceData(len(frames), gt_ids, dt_ids, sims)
-    seq.num_gt_dets = sum(len(i) for i in gt_ids)
-    seq.num_tracker_dets = sum(len(i) for i in dt_ids)
-    seq.gt_ids, seq.num_gt_ids = _relabel(gt_ids)
-    seq.tracker_ids, seq.num_tracker_ids = _relabel(dt_ids)
-    return seq
-
-
-def _one_sided(gt_tracks: list, dt_tracks: list, class_id: int, length: int) -> SequenceData:
-    """Counts of a class with dets on one side only (every metric returns early on it: no frames needed)."""
-
-    def count(tracks) -> tuple[int, int]:
-        per_track = [sum(s is not None for s in segs) for _, c, segs in tracks if c == class_id]
-        return sum(per_track), sum(n > 0 for n in per_track)  # a track without any det does not exist
-
-    gt_dets, gt_ids = count(gt_tracks)
-    dt_dets, dt_ids = count(dt_tracks)
-    return SequenceData(length, [], [], [], gt_ids, dt_ids, gt_dets, dt_dets)
+    return regions
 
 
 def _video_names(videos: list[dict]) -> list[str]:
@@ -375,6 +236,13 @@ def _video_names(videos: list[dict]) -> list[str]:
     if len(set(names)) < len(names):  # TrackEval would merge them: keep them apart by id instead
         names = [f"{n}#{v['id']}" if names.count(n) > 1 else n for n, v in zip(names, videos)]
     return names
+
+
+def _by_class(tracks: list) -> dict[int, list]:
+    grouped: dict[int, list] = {}
+    for _, class_id, segs in tracks:
+        grouped.setdefault(class_id, []).append(segs)
+    return grouped
 
 
 def _tracks_by_video(gt: dict, results: list[dict], class_ids: list[int], mots: bool):
@@ -431,24 +299,14 @@ def evaluate_tracking(
         vid = video["id"]
         video_names[name], video_frames[name] = vid, video["length"]
         per_video[name] = {}
-        gt_classes = {c for _, c, _ in gt_tracks[vid]}
-        dt_classes = {c for _, c, _ in dt_tracks[vid]}
-        # classes whose dets must be looked at frame by frame: dets on both sides, or (MOTS)
-        # predictions that an ignore region may remove; the others are counted without any IoU
-        framed = gt_classes & dt_classes if not (mots and ignore[vid]) else dt_classes
-        frames = None
-        if framed:
-            frames = _frames_of_video(
-                video,
-                [t for t in gt_tracks[vid] if t[1] in framed],
-                [t for t in dt_tracks[vid] if t[1] in framed],
-                ignore[vid],
-            )
+        gt_by_class, dt_by_class = _by_class(gt_tracks[vid]), _by_class(dt_tracks[vid])
+        regions = _ignore_regions(video, ignore[vid]) if mots else None
         for class_id in class_ids:
-            if class_id in framed:
-                seq = _sequence(frames, class_id, mots)
-            elif class_id in gt_classes or class_id in dt_classes:
-                seq = _one_sided(gt_tracks[vid], dt_tracks[vid], class_id, video["length"])
+            gt_segs, dt_segs = gt_by_class.get(class_id, []), dt_by_class.get(class_id, [])
+            if gt_segs and dt_segs or (dt_segs and regions):
+                seq = build_sequence(gt_segs, dt_segs, video, regions)
+            elif gt_segs or dt_segs:  # dets on one side only: counted, no IoU needed
+                seq = one_sided_sequence(gt_segs, dt_segs, video["length"])
             else:
                 continue
             if seq.num_gt_dets == 0 and seq.num_tracker_dets == 0:
