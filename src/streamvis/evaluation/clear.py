@@ -109,7 +109,7 @@ def clear_sequence(seq: SequenceData, threshold: float = 0.5) -> dict:
     """
     if seq.num_tracker_dets == 0 or seq.num_gt_dets == 0:
         return empty_row(seq.num_gt_dets, seq.num_gt_ids, seq.num_tracker_dets)
-    from scipy.optimize import linear_sum_assignment
+    from streamvis.evaluation.assignment import linear_sum_assignment
 
     row = _zero_row()
     tp = idsw = 0

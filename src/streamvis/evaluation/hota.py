@@ -6,7 +6,7 @@ that pin each one down):
 
 - one Hungarian matching per frame for all alphas, maximising ``A(g, t) * IoU(g, t)`` where ``A`` is
   the global alignment score ``P / (n_g + n_t - P)`` built from the frame-normalised similarities;
-  the solver is scipy's ``linear_sum_assignment`` on the negated score (its tie-breaking decides
+  the solver breaks ties as scipy's ``linear_sum_assignment`` on the negated score (`assignment`; it decides
   three YouTube-VIS golden rows);
 - a matched pair is a TP at alpha when ``IoU >= alpha - eps``;
 - ``LocA = 1`` when there is no TP; a sequence without tracker (or GT) dets returns early;
@@ -15,7 +15,7 @@ that pin each one down):
 Rows are plain dicts keyed by TrackEval's field names: (19,) float arrays for `ARRAY_FIELDS` and the
 counts `COUNT_FIELDS`, floats for `SCALAR_FIELDS`. The per-frame work is vectorised over frames
 (`SequenceData` holds dense (T, G, K) IoUs); only the Hungarian matchings run frame by frame. No
-torch; scipy is imported when a sequence with dets on both sides is scored.
+torch; scipy only for matrices too large for `assignment`'s own solver.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _alignment(seq: SequenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _matches(seq: SequenceData, alignment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The per-frame Hungarian matches of all frames: GT columns, tracker columns and their IoUs (M,)."""
-    from scipy.optimize import linear_sum_assignment
+    from streamvis.evaluation.assignment import linear_sum_assignment
 
     gts, trackers, ious = [], [], []
     for gt_cols, dt_cols, similarity in seq.matched_frames():

@@ -5,7 +5,7 @@ a (GT id, tracker id) pair scores one potential match per frame where their IoU 
 (0.5, no eps slack); GT and tracker ids are assigned one-to-one (with "unmatched" dummies) by a
 min-cost bipartite matching of IDFN + IDFP; ``IDTP = GT dets - IDFN``. `identity_sequence` scores
 one sequence and class; `combine_sequences` sums counts; `combine_classes_class_averaged` averages
-the ratios. scipy is imported only when a sequence with dets on both sides is scored.
+the ratios. The matching is `streamvis.evaluation.assignment` (scipy only for large matrices).
 
 **ID switches** (streamvis' own simple count, kept for ``streamvis evaluate --id-switches``):
 For each ground-truth track and each frame where it is visible, the matched prediction is the
@@ -61,7 +61,7 @@ def identity_sequence(seq: SequenceData, threshold: float = 0.5) -> dict:
     if seq.num_tracker_dets == 0 or seq.num_gt_dets == 0:
         row.update(IDFN=seq.num_gt_dets, IDFP=seq.num_tracker_dets)
         return row
-    from scipy.optimize import linear_sum_assignment
+    from streamvis.evaluation.assignment import linear_sum_assignment
 
     num_gt, num_tracker = seq.num_gt_ids, seq.num_tracker_ids
     both = seq.gt_present[:, :, None] & seq.tracker_present[:, None, :]  # (T, G, K)

@@ -9,7 +9,7 @@ order scipy's Hungarian solver sees, which decides ties) and every metric family
 MOTS (TrackEval ``KittiMOTS`` / ``MOTSChallenge`` preprocessing): per frame, predictions not matched
 to a GT det (Hungarian on IoU, pairs below 0.5 - eps forbidden) whose intersection over their own
 area with the frame's ignore region exceeds 0.5 + eps are removed before any metric sees them.
-No torch; scipy only for the MOTS matching.
+No torch; matchings by `streamvis.evaluation.assignment`.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _mots_unmatched(similarity: np.ndarray) -> np.ndarray:
     unmatched = np.arange(similarity.shape[1])
     if similarity.shape[0] == 0:
         return unmatched
-    from scipy.optimize import linear_sum_assignment
+    from streamvis.evaluation.assignment import linear_sum_assignment
 
     scores = np.where(similarity < MOTS_MATCH_IOU - EPS, MOTS_NO_MATCH, similarity)
     rows, cols = linear_sum_assignment(-scores)

@@ -23,7 +23,7 @@ Example::
     result = evaluate_tracking(gt, results)
     result.to_json()["cls_comb_cls_av"]["HOTA"]["HOTA"]
 
-No torch; scipy (Hungarian matching) is imported only when there is something to match.
+No torch; scipy only for matchings too large for `streamvis.evaluation.assignment`'s own solver.
 """
 
 from __future__ import annotations
