@@ -242,3 +242,20 @@ def test_copy_of_the_golden_folder_is_evaluated_like_trackeval(tmp_path):
     )
     assert [v["file_names"][0] for v in data["videos"]] == ["0000/000000.png"]
     assert {r["video_id"] for r in results} == {1}
+
+
+def test_without_seqmap_results_must_fit_the_gt(tmp_path):
+    gt = tmp_path / "gt"
+    (gt / "label_02").mkdir(parents=True)
+    (gt / "label_02" / "0005.txt").write_text(line(1, 1001, 1, box(0, 2, 0, 2)))  # 2 frames: 0..1
+    tracker = tmp_path / "tracker"
+    tracker.mkdir()
+    (tracker / "0005.txt").write_text(line(2, 1, 1, box(0, 2, 0, 2)))
+    with pytest.raises(DataFormatError, match=r"0005.txt: line 1: field 'frame': frame 2 is outside .*0..1"):
+        kitti_mots.read_evaluation_inputs(gt, tracker)
+    (tracker / "0005.txt").write_text(line(0, 1, 1, np.zeros((H + 1, W), bool)))
+    with pytest.raises(DataFormatError, match=r"image size 7 x 8 differs from the sequence's 6 x 8"):
+        kitti_mots.read_evaluation_inputs(gt, tracker)
+    (tracker / "0005.txt").write_text(line(1, 1, 1, box(0, 2, 0, 2)))
+    data, results = kitti_mots.read_evaluation_inputs(gt, tracker)
+    assert data["videos"][0]["length"] == 2 and results[0]["segmentations"][0] is None

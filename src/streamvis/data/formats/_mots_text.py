@@ -53,29 +53,34 @@ class MotsLine:
 
 
 def rle_total(counts: str) -> int | None:
-    """Sum of the runs of a compressed RLE string (pycocotools ``rleFrString``), None if malformed."""
-    total, runs, position, length = 0, [], 0, len(counts)
-    while position < length:
-        value, shift, more = 0, 0, True
-        while more:
-            if position >= length:
-                return None  # the last run is cut off
-            char = ord(counts[position]) - _RLE_FIRST
-            if char < 0 or char > _RLE_LAST - _RLE_FIRST:
-                return None
-            value |= (char & 0x1F) << (5 * shift)
-            more = bool(char & 0x20)
-            position += 1
-            shift += 1
-            if not more and char & 0x10:
-                value |= -1 << (5 * shift)
-        if len(runs) > 2:
-            value += runs[-2]  # runs after the third are stored as differences
-        if value < 0:
-            return None
-        runs.append(value)
-        total += value
-    return total
+    """Sum of the runs of a compressed RLE string, None if malformed (vectorised ``rleFrString``).
+
+    Each run is a little-endian group of 5-bit digits (character - 48, bit 0x20: another digit
+    follows, bit 0x10 of the last digit: negative); runs after the third are stored as the
+    difference to the run two places earlier (pycocotools ``maskApi.c``).
+    """
+    if not counts:
+        return 0
+    try:
+        digits = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - _RLE_FIRST
+    except UnicodeEncodeError:
+        return None
+    if digits.min() < 0 or digits.max() > _RLE_LAST - _RLE_FIRST:
+        return None
+    ends = np.flatnonzero((digits & 0x20) == 0)
+    if len(ends) == 0 or ends[-1] != len(digits) - 1:
+        return None  # the last run is cut off
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 12:
+        return None  # more than 60 bits: no real run
+    place = np.arange(len(digits)) - np.repeat(starts, lengths)
+    values = np.add.reduceat((digits & 0x1F) << (5 * place), starts)
+    values = np.where(digits[ends] & 0x10, values - (1 << (5 * lengths)), values)
+    runs = np.concatenate((values[:1], np.cumsum(values[1::2]), np.cumsum(values[2::2])))
+    if runs.min() < 0:
+        return None
+    return int(runs.sum())
 
 
 def _fail(path, line_number: int, message: str, field: str | None = None):
@@ -178,6 +183,27 @@ def read_lines(
             )
         lines.append(line)
     return lines
+
+
+def check_against_video(lines: list[MotsLine], video: dict, path, *, first_frame: int) -> None:
+    """Lines read before their sequence's length and size were known must fit the video."""
+    for line in lines:
+        if (line.height, line.width) != (video["height"], video["width"]):
+            _fail(
+                path,
+                line.line_number,
+                f"image size {line.height} x {line.width} differs from the "
+                f"sequence's {video['height']} x {video['width']}",
+                "image height",
+            )
+        if line.frame >= video["length"]:
+            _fail(
+                path,
+                line.line_number,
+                f"frame {line.frame + first_frame} is outside the sequence "
+                f"(frames {first_frame}..{first_frame + video['length'] - 1})",
+                "frame",
+            )
 
 
 def _rle(line: MotsLine) -> dict:

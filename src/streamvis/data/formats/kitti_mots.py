@@ -171,14 +171,23 @@ def read_results(path, *, dataset: dict) -> list[dict]:
 
 
 def read_evaluation_inputs(gt_path, results_path, *, split: str = "val", seqmap=None) -> tuple[dict, list]:
-    """GT dict and results of a KITTI-MOTS evaluation (sizes of empty GT sequences from the results)."""
+    """GT dict and results of a KITTI-MOTS evaluation, each file read once.
+
+    The image size of a sequence whose GT file has no lines comes from its results file.
+    """
     gt_folder, folder = Path(gt_path), Path(results_path)
-    sizes = {}
+    tracker_lines, sizes = {}, {}
     for name, length in _sequences(gt_folder, split, seqmap).items():
         lines = _read_sequence(folder / f"{name}.txt", length, is_gt=False)
+        tracker_lines[name] = lines
         sizes[name] = (lines[0].height, lines[0].width) if lines else (1, 1)  # (1, 1): no mask at all
     dataset = read_gt(gt_folder, split=split, seqmap=seqmap, image_sizes=sizes)
-    return dataset, read_results(folder, dataset=dataset)
+    sequences = []
+    for name, video in _video_sequences(dataset):
+        lines = tracker_lines[name]
+        mots.check_against_video(lines, video, folder / f"{name}.txt", first_frame=FIRST_FRAME)
+        sequences.append((video["id"], video["length"], lines))
+    return dataset, mots.results_list(sequences)
 
 
 def _write(path: Path, text: str) -> None:
