@@ -39,6 +39,7 @@ def test_all_metrics_beside_ap(tmp_path, capsys):
     expected_ap = json.loads((YTVIS / "expected.json").read_text())
     expected = json.loads((YTVIS / "expected_trackeval.json").read_text())["metrics"]
     assert metrics["stats_named"] == pytest.approx(expected_ap["stats_named"], abs=1e-9)  # AP keys kept
+    assert set(metrics["tracking"]) == set(expected)  # shaped exactly like the golden `metrics`
     for key in ("cls_comb_cls_av", "cls_comb_det_av", "per_category", "per_video", "video_names"):
         _close(metrics["tracking"][key], expected[key], key)
     header = next(line for line in printed if line.lstrip().startswith("tracking"))

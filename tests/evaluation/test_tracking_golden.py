@@ -66,6 +66,8 @@ def test_ytvis_case(case):
     expected = json.loads((folder / "expected_trackeval.json").read_text())
     got = evaluate_tracking(gt, results).to_json()
     for key in (
+        "trackeval_version",
+        "dataset_class",
         "alphas",
         "metric_config",
         "video_names",

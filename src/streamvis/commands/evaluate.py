@@ -189,7 +189,12 @@ def _run_tracking_only(args: argparse.Namespace, metrics_asked: tuple[str, ...])
     gt, results, class_ids = _read_mots(args)
     tracking = _tracking(gt, results, metrics_asked, None, args, mots=True, class_ids=list(class_ids))
     if args.out:
-        metrics = {"tracking": tracking.to_json(key_by_name=True, all_video_rows=True, video_per_alpha=True)}
+        dataset_class = "KittiMOTS" if args.format == "kitti-mots" else "MOTSChallenge"
+        metrics = {
+            "tracking": tracking.to_json(
+                key_by_name=True, all_video_rows=True, video_per_alpha=True, dataset_class=dataset_class
+            )
+        }
         metrics.update(gt=str(args.gt), results=str(args.results), format=args.format)
         atomic_write_json(args.out, metrics, indent=1)
         print(f"metrics written to {args.out}")

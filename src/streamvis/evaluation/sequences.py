@@ -35,9 +35,8 @@ class SequenceData:
     Attributes:
         gt_present: (T, G) bool, GT track g has a det in frame t (every column has at least one).
         tracker_present: (T, K) bool, the same for predicted tracks.
-        similarity: (T, G, K) mask IoU, 0 where either det is absent.
-        counts_only: True when the arrays are placeholders (one side has no det: every metric
-            returns early and reads only the counts below).
+        similarity: (T, G, K) mask IoU, 0 where either det is absent (all 0 when one side has no
+            det: every metric then returns early and reads only the counts below).
         num_gt_dets, num_tracker_dets, num_gt_ids, num_tracker_ids: totals.
     """
 

@@ -1,8 +1,9 @@
 """Tracking metrics of a results list: HOTA, CLEAR (MOTS), Identity and Count, as TrackEval 1.3.0.
 
-One pass over the videos computes every frame's mask IoUs between all GT and all predicted masks
-once (pycocotools, one call per frame); each class's sequence data is cut from them and fed to every
-metric family (`hota`, `clear`, `identity`). Rows combine over videos per class, then over classes
+One pass over the videos: per (video, class), the mask IoUs of every frame are computed once
+(pycocotools, one call per frame, `sequences.build_sequence`) and every metric family (`hota`,
+`clear`, `identity`) reads them; a class with dets on one side only needs no IoU at all (every
+metric returns early on it). Rows combine over videos per class, then over classes
 into TrackEval's two combined rows ``cls_comb_cls_av`` (plain mean of ratios over all classes) and
 ``cls_comb_det_av`` (counts pooled, ratios recomputed).
 
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 FAMILIES = ("hota", "clear", "identity")  # Count is always computed
+TRACKEVAL_VERSION = "1.3.0"  # the version whose numbers these reproduce (golden cases)
 _FAMILY_NAMES = {"hota": "HOTA", "clear": "CLEAR", "identity": "Identity"}
 
 
@@ -75,11 +77,18 @@ class TrackingResult:
     families: tuple[str, ...] = field(default=FAMILIES)
 
     def to_json(
-        self, *, key_by_name: bool = False, all_video_rows: bool = False, video_per_alpha: bool = False
+        self,
+        *,
+        key_by_name: bool = False,
+        all_video_rows: bool = False,
+        video_per_alpha: bool = False,
+        dataset_class: str = "YouTubeVIS",
     ) -> dict:
         """The ``metrics`` object of ``expected_trackeval.json`` (numbers as plain floats/ints).
 
         Args:
+            dataset_class: the TrackEval dataset class whose reading was reproduced ("YouTubeVIS",
+                "KittiMOTS", "MOTSChallenge"), recorded with the TrackEval version.
             key_by_name: key classes by name (MOTS) instead of category id (YouTube-VIS, with the
                 ``name`` added to each ``per_category`` row).
             all_video_rows: list every (video, class) pair in ``per_video`` (empty ones as TrackEval's
@@ -112,6 +121,8 @@ class TrackingResult:
             }
         metric_config = {"HOTA": {}, "CLEAR": {"THRESHOLD": 0.5}, "Identity": {"THRESHOLD": 0.5}}
         return {
+            "trackeval_version": TRACKEVAL_VERSION,
+            "dataset_class": dataset_class,
             "alphas": [float(a) for a in hota.ALPHAS],
             "metric_config": {_FAMILY_NAMES[f]: metric_config[_FAMILY_NAMES[f]] for f in self.families},
             "video_names": dict(self.video_names),
@@ -194,7 +205,8 @@ _COMBINE = {
 
 
 def _combine(rows: list[dict], how: str) -> dict:
-    """Combine rows per family: ``how`` is 'sequences', 'det_av' or 'cls_av' (Count always sums)."""
+    """Combine rows per family: ``how`` is 'sequences' (also TrackEval's ``cls_comb_det_av``) or
+    'cls_av' (``cls_comb_cls_av``); Count always sums."""
     combined = {}
     for name, module in _COMBINE.items():
         if name not in rows[0]:
@@ -240,7 +252,7 @@ def _video_names(videos: list[dict]) -> list[str]:
 
 def _by_class(tracks: list) -> dict[int, list]:
     grouped: dict[int, list] = {}
-    for _, class_id, segs in tracks:
+    for class_id, segs in tracks:
         grouped.setdefault(class_id, []).append(segs)
     return grouped
 
@@ -250,15 +262,15 @@ def _tracks_by_video(gt: dict, results: list[dict], class_ids: list[int], mots: 
     wanted = set(class_ids)
     gt_tracks = {v["id"]: [] for v in gt["videos"]}
     ignore = {v["id"]: [] for v in gt["videos"]}
-    for index, ann in enumerate(gt.get("annotations") or []):
+    for ann in gt.get("annotations") or []:
         if mots and ann.get("iscrowd"):
             ignore[ann["video_id"]].append(ann["segmentations"])
         elif ann["category_id"] in wanted:
-            gt_tracks[ann["video_id"]].append((index, ann["category_id"], ann["segmentations"]))
+            gt_tracks[ann["video_id"]].append((ann["category_id"], ann["segmentations"]))
     dt_tracks = {v["id"]: [] for v in gt["videos"]}
-    for index, entry in enumerate(results):
+    for entry in results:
         if entry["category_id"] in wanted and entry["video_id"] in dt_tracks:
-            dt_tracks[entry["video_id"]].append((index, entry["category_id"], entry["segmentations"]))
+            dt_tracks[entry["video_id"]].append((entry["category_id"], entry["segmentations"]))
     return gt_tracks, dt_tracks, ignore
 
 
