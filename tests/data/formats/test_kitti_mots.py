@@ -259,3 +259,11 @@ def test_without_seqmap_results_must_fit_the_gt(tmp_path):
     (tracker / "0005.txt").write_text(line(1, 1, 1, box(0, 2, 0, 2)))
     data, results = kitti_mots.read_evaluation_inputs(gt, tracker)
     assert data["videos"][0]["length"] == 2 and results[0]["segmentations"][0] is None
+
+
+def test_official_instances_txt_folder(small_gt, tmp_path):
+    shutil.copytree(small_gt / "label_02", tmp_path / "official" / "instances_txt")
+    assert (
+        kitti_mots.read_gt(tmp_path / "official")["annotations"]
+        == kitti_mots.read_gt(small_gt)["annotations"]
+    )

@@ -3,7 +3,8 @@
 Layout (TrackEval's ``KittiMOTS`` dataset class; ``shared/golden/mots_eval/README.md``)::
 
     GT folder/evaluate_mots.seqmap.<split>   "<seq> empty 000000 <last frame>" per sequence
-    GT folder/label_02/<seq>.txt             GT lines (see `streamvis.data.formats._mots_text`)
+    GT folder/label_02/<seq>.txt             GT lines (see `streamvis.data.formats._mots_text`);
+                                             ``instances_txt/`` (the official download) works too
     results folder/<seq>.txt                 tracker lines (TrackEval: tracker/<name>/data/)
 
 Frames are numbered from 0 to the seqmap's last frame; sequence names are 4-digit numbers. Classes:
@@ -84,7 +85,11 @@ def read_seqmap(path) -> dict[str, int]:
 
 
 def _label_folder(gt_folder: Path) -> Path:
-    return gt_folder / "label_02" if (gt_folder / "label_02").is_dir() else gt_folder
+    """TrackEval's ``label_02``, the official download's ``instances_txt``, or the folder itself."""
+    for name in ("label_02", "instances_txt"):
+        if (gt_folder / name).is_dir():
+            return gt_folder / name
+    return gt_folder
 
 
 def _sequences(gt_folder: Path, split: str, seqmap) -> dict[str, int | None]:
