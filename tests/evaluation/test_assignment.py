@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment as scipy_solver
 
-from streamvis.evaluation.assignment import SMALL_SIZE, linear_sum_assignment
+from streamvis.evaluation import assignment
+from streamvis.evaluation.assignment import SMALL_SIZE, linear_sum_assignment, solve_in_python
 
 CASES = Path(__file__).resolve().parents[1] / "data" / "ytvis_eval"
 
@@ -35,18 +36,30 @@ def _matrices(seed: int, count: int):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_same_answer_as_scipy(seed):
     for matrix in _matrices(seed, 1500):
-        expected, got = scipy_solver(matrix), linear_sum_assignment(matrix)
+        expected, got = scipy_solver(matrix), solve_in_python(matrix)
         assert np.array_equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]), matrix
 
 
 def test_shapes_and_large_matrices():
     rows, cols = linear_sum_assignment(np.zeros((0, 3)))
     assert rows.shape == cols.shape == (0,)
-    rows, cols = linear_sum_assignment(np.array([[1.0], [0.0], [2.0]]))  # tall: solved transposed
+    rows, cols = solve_in_python(np.array([[1.0], [0.0], [2.0]]))  # tall: solved transposed
     assert rows.tolist() == [1] and cols.tolist() == [0]
     big = np.random.default_rng(3).random((11, 11))
     assert big.size > SMALL_SIZE
     assert [a.tolist() for a in linear_sum_assignment(big)] == [a.tolist() for a in scipy_solver(big)]
+
+
+def test_python_solves_are_budgeted(monkeypatch):
+    """Many matchings: scipy's import is then the cheaper way on (the answers are the same)."""
+    monkeypatch.setattr(assignment, "_scipy_imported", lambda: False)  # as if nobody had imported it yet
+    monkeypatch.setattr(assignment, "_python_calls", 0)
+    monkeypatch.setattr(assignment, "PYTHON_CALL_BUDGET", 2)
+    calls = []
+    monkeypatch.setattr(assignment, "solve_in_python", lambda m: calls.append(m) or scipy_solver(m))
+    for _ in range(4):
+        linear_sum_assignment(np.eye(2))
+    assert len(calls) == 2
 
 
 def test_tie_dependent_golden_case_runs_without_scipy():

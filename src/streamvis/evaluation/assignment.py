@@ -9,19 +9,26 @@ slot, takes the first strictly lower reduced cost or, on an equal cost, a column
 and solves a tall matrix transposed (results sorted by row). `linear_sum_assignment` follows those
 rules in plain Python for the small matrices of per-frame matching (importing scipy.optimize costs
 about 0.7 s of CPU, more than the whole evaluation of a small dataset) and hands larger ones to scipy,
-so the answer is scipy's either way (tests compare the two on random and tie-heavy matrices).
+so the answer is scipy's either way (tests compare the two on random and tie-heavy matrices). Once
+scipy is imported (a large matrix, many matchings, or anyone else imported it), scipy solves all:
+a Python solve costs 20-100 us against scipy's few, so `PYTHON_CALL_BUDGET` bounds what the
+import saving may cost.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
-__all__ = ["SMALL_SIZE", "linear_sum_assignment"]
+__all__ = ["PYTHON_CALL_BUDGET", "SMALL_SIZE", "linear_sum_assignment", "solve_in_python"]
 
 # matrices with at most this many entries are solved here; larger ones by scipy (C++)
 SMALL_SIZE = 100
+# after this many Python solves in one process, importing scipy is the cheaper way on
+PYTHON_CALL_BUDGET = 5000
+_python_calls = 0
 
 
 def _augmenting_path(cost, u, v, path, row4col, shortest, row, visited_rows, visited_cols):
@@ -83,6 +90,10 @@ def _solve(cost: list[list[float]], num_rows: int, num_cols: int) -> list[int]:
     return col4row
 
 
+def _scipy_imported() -> bool:
+    return "scipy.optimize" in sys.modules
+
+
 def linear_sum_assignment(cost_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``scipy.optimize.linear_sum_assignment(cost_matrix)`` (minimisation), ties broken as scipy does.
 
@@ -97,10 +108,26 @@ def linear_sum_assignment(cost_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if num_rows == 0 or num_cols == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    if num_rows * num_cols > SMALL_SIZE:
+    global _python_calls
+    if num_rows * num_cols > SMALL_SIZE or _python_calls >= PYTHON_CALL_BUDGET or _scipy_imported():
         from scipy.optimize import linear_sum_assignment as scipy_solver
 
         return scipy_solver(cost_matrix)
+    _python_calls += 1
+    return solve_in_python(cost_matrix)
+
+
+def solve_in_python(cost_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The plain-Python solver behind `linear_sum_assignment` (any size; O(n^3) Python steps).
+
+    Args:
+        cost_matrix: (R, C) finite costs, R, C >= 1.
+
+    Returns:
+        (row indices, column indices) sorted by row, exactly as scipy returns them.
+    """
+    cost_matrix = np.asarray(cost_matrix, dtype=float)
+    num_rows, num_cols = cost_matrix.shape
     transpose = num_cols < num_rows  # scipy solves a tall matrix transposed
     cost = (cost_matrix.T if transpose else cost_matrix).tolist()
     if transpose:
