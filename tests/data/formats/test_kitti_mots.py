@@ -267,3 +267,14 @@ def test_official_instances_txt_folder(small_gt, tmp_path):
         kitti_mots.read_gt(tmp_path / "official")["annotations"]
         == kitti_mots.read_gt(small_gt)["annotations"]
     )
+
+
+def test_bad_track_ids_are_refused(small_gt, tmp_path):
+    data = kitti_mots.read_gt(small_gt)
+    entry = {"video_id": 1, "category_id": 1, "score": 1.0, "segmentations": [None] * 3, "track_id": "seven"}
+    with pytest.raises(DataFormatError, match=r"results\[0\]: field 'track_id': a MOTS object id must be"):
+        kitti_mots.write_results([entry], data, tmp_path / "out")
+    data["annotations"][0]["track_id"] = -4
+    with pytest.raises(DataFormatError, match=r"annotation 1: field 'track_id'"):
+        kitti_mots.write_gt(data, tmp_path / "gt_out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "gt_out").exists()

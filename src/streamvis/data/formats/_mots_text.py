@@ -433,6 +433,15 @@ def render_lines(
     return "".join(out)
 
 
+def object_id(value, where: str) -> int:
+    """A ``track_id`` as a MOTS object id (a non-negative integer), else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise DataFormatError(
+            f"a MOTS object id must be a non-negative integer, got {value!r}", where=where, field="track_id"
+        )
+    return int(value)
+
+
 def gt_tracks_of_video(dataset: dict, video_id: int, class_map: dict[int, int]) -> list:
     """``[(1.0, object id, class id, segmentations)]`` of a video's annotations for `render_lines`."""
     tracks, next_index = [], {}
@@ -441,7 +450,7 @@ def gt_tracks_of_video(dataset: dict, video_id: int, class_map: dict[int, int]) 
             continue
         cls = IGNORE_CLASS if ann.get("iscrowd") else class_map.get(ann["category_id"], ann["category_id"])
         if "track_id" in ann:
-            oid = int(ann["track_id"])
+            oid = object_id(ann["track_id"], f"annotation {ann.get('id')}")
         elif cls == IGNORE_CLASS:
             oid = IGNORE_ID
         else:  # KITTI-MOTS convention: class * 1000 + instance number

@@ -213,7 +213,7 @@ def write_results(
     by_video: dict[int, list] = {}
     for index, entry in enumerate(results):
         cls = (class_map or {}).get(entry["category_id"], entry["category_id"])
-        oid = int(entry.get("track_id", index + 1))
+        oid = mots.object_id(entry.get("track_id", index + 1), f"results[{index}]")
         by_video.setdefault(entry["video_id"], []).append(
             (float(entry["score"]), oid, cls, entry["segmentations"])
         )
