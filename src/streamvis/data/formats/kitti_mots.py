@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamvis.data.formats import _mots_text as mots
+from streamvis.data.formats import _mots_write as mots_write
 from streamvis.errors import DataFormatError, StreamvisError
 from streamvis.utils.io import atomic_open
 
@@ -215,9 +216,9 @@ def write_gt(dataset: dict, out_path, *, split: str = "val", class_map: dict | N
     texts, seqmap = {}, []
     for name, video in _video_sequences(dataset):
         where = f"video {video['id']} (sequence {name})"
-        tracks = mots.gt_tracks_of_video(dataset, video["id"], class_map or {})
-        mots.check_classes(tracks, CLASSES, where)
-        texts[name] = mots.render_lines(tracks, video, first_frame=FIRST_FRAME, where=where, is_gt=True)
+        tracks = mots_write.gt_tracks_of_video(dataset, video["id"], class_map or {})
+        mots_write.check_classes(tracks, CLASSES, where)
+        texts[name] = mots_write.render_lines(tracks, video, first_frame=FIRST_FRAME, where=where, is_gt=True)
         seqmap.append(f"{name} empty 000000 {max(video['length'] - 1, 0):06d}\n")
     for name, text in texts.items():
         _write(out / "label_02" / f"{name}.txt", text)
@@ -246,7 +247,7 @@ def write_results(
     by_video: dict[int, list] = {}
     for index, entry in enumerate(results):
         cls = (class_map or {}).get(entry["category_id"], entry["category_id"])
-        oid = mots.object_id(entry.get("track_id", index + 1), f"results[{index}]")
+        oid = mots_write.object_id(entry.get("track_id", index + 1), f"results[{index}]")
         by_video.setdefault(entry["video_id"], []).append(
             (float(entry["score"]), oid, cls, entry["segmentations"])
         )
@@ -254,8 +255,8 @@ def write_results(
     for name, video in _video_sequences(dataset):
         where = f"results of video {video['id']} (sequence {name})"
         tracks = by_video.get(video["id"], [])
-        mots.check_classes(tracks, CLASSES, where)
-        texts[name] = mots.render_lines(
+        mots_write.check_classes(tracks, CLASSES, where)
+        texts[name] = mots_write.render_lines(
             tracks,
             video,
             first_frame=FIRST_FRAME,

@@ -23,6 +23,7 @@ import configparser
 from pathlib import Path
 
 from streamvis.data.formats import _mots_text as mots
+from streamvis.data.formats import _mots_write as mots_write
 from streamvis.errors import DataFormatError, StreamvisError
 from streamvis.utils.io import atomic_open
 
@@ -175,10 +176,10 @@ def write_gt(
     names = []
     for name, video in _video_sequences(dataset):
         where = f"video {video['id']} (sequence {name})"
-        tracks = mots.gt_tracks_of_video(dataset, video["id"], class_map or {})
-        mots.check_classes(tracks, CLASSES, where)
+        tracks = mots_write.gt_tracks_of_video(dataset, video["id"], class_map or {})
+        mots_write.check_classes(tracks, CLASSES, where)
         folder = _split_folder(out, benchmark, split) / name
-        files[folder / "gt" / "gt.txt"] = mots.render_lines(
+        files[folder / "gt" / "gt.txt"] = mots_write.render_lines(
             tracks, video, first_frame=FIRST_FRAME, where=where, is_gt=True
         )
         files[folder / "seqinfo.ini"] = (
@@ -213,7 +214,7 @@ def write_results(
     by_video: dict[int, list] = {}
     for index, entry in enumerate(results):
         cls = (class_map or {}).get(entry["category_id"], entry["category_id"])
-        oid = mots.object_id(entry.get("track_id", index + 1), f"results[{index}]")
+        oid = mots_write.object_id(entry.get("track_id", index + 1), f"results[{index}]")
         by_video.setdefault(entry["video_id"], []).append(
             (float(entry["score"]), oid, cls, entry["segmentations"])
         )
@@ -221,8 +222,8 @@ def write_results(
     for name, video in _video_sequences(dataset):
         where = f"results of video {video['id']} (sequence {name})"
         tracks = by_video.get(video["id"], [])
-        mots.check_classes(tracks, CLASSES, where)
-        texts[name] = mots.render_lines(
+        mots_write.check_classes(tracks, CLASSES, where)
+        texts[name] = mots_write.render_lines(
             tracks,
             video,
             first_frame=FIRST_FRAME,
