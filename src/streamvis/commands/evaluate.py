@@ -49,8 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="MOTS formats: the seqmap listing the sequences (default: the GT folder's "
         "evaluate_mots.seqmap.val / seqmaps/MOTS-train.txt)",
     )
-    parser.add_argument("--out", metavar="METRICS.json", help="also write the metrics as json (atomically)")
-    parser.add_argument("--per-class", action="store_true", help="also print AP and AR of every category")
+    parser.add_argument(
+        "--out",
+        metavar="METRICS.json",
+        help='also write the metrics as json (atomically); tracking metrics under "tracking"',
+    )
+    parser.add_argument(
+        "--per-class", action="store_true", help="also print AP/AR (and tracking metrics) of every category"
+    )
     parser.add_argument(
         "--id-switches",
         action="store_true",
@@ -169,9 +175,8 @@ def _tracking(
         return None
     tracking = evaluate_tracking(gt, results, families=families, mots=mots, class_ids=class_ids)
     ap = None
-    if ap_result is not None:
+    if ap_result is not None:  # AP beside the tracking numbers, after a blank line below the AP table
         ap = {"all": float(ap_result.stats_named["AP"]), **ap_result.per_category_AP}
-    if ap_result is not None:
         print()
     print(format_tracking_table(tracking, ap=ap, per_class=args.per_class, mots=mots))
     return tracking
