@@ -219,9 +219,13 @@ def test_writers_refuse_overlaps_and_write_nothing(small_gt, tmp_path):
     bad["annotations"][0]["category_id"] = 2
     bad["categories"].append({"id": 5, "name": "bus"})
     bad["annotations"][1]["category_id"] = 5
-    with pytest.raises(DataFormatError, match="category 5 has no class in this format"):
+    with pytest.raises(DataFormatError, match="a category has no MOTS class .*pass class_map"):
         kitti_mots.write_gt(bad, tmp_path / "gt_out")
     assert not (tmp_path / "gt_out").exists()
+    kitti_mots.write_gt(bad, tmp_path / "gt_out", class_map={"bus": 1})
+    assert [a["category_id"] for a in kitti_mots.read_gt(tmp_path / "gt_out")["annotations"][:2]] == [2, 1]
+    with pytest.raises(DataFormatError, match="class_map key 'tram' is not a category"):
+        kitti_mots.write_gt(bad, tmp_path / "gt_other", class_map={"tram": 1})
 
 
 def test_rle_total_matches_pycocotools():
@@ -278,3 +282,15 @@ def test_bad_track_ids_are_refused(small_gt, tmp_path):
     with pytest.raises(DataFormatError, match=r"annotation 1: field 'track_id'"):
         kitti_mots.write_gt(data, tmp_path / "gt_out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "gt_out").exists()
+
+
+def test_classes_follow_category_names(small_gt, tmp_path):
+    """A YouTube-VIS dict whose ids differ from KITTI's: car / pedestrian are written by name."""
+    data = kitti_mots.read_gt(small_gt)
+    swapped = json.loads(json.dumps(data))
+    new_id = {1: 7, 2: 3, 10: 10}
+    swapped["categories"] = [{**c, "id": new_id[c["id"]]} for c in swapped["categories"]]
+    for ann in swapped["annotations"]:
+        ann["category_id"] = new_id[ann["category_id"]]
+    kitti_mots.write_gt(swapped, tmp_path / "named")
+    assert kitti_mots.read_gt(tmp_path / "named") == data

@@ -86,6 +86,40 @@ def render_lines(
     return "".join(out)
 
 
+# category names that have a MOTS class (lower case): KITTI-MOTS / MOTSChallenge class ids
+CLASS_OF_NAME = {"car": 1, "pedestrian": 2, "person": 2, "ignore": IGNORE_CLASS, "dontcare": IGNORE_CLASS}
+
+
+def class_table(dataset: dict, class_map: dict | None) -> dict[int, int]:
+    """``{category id: MOTS class}``: `class_map` first (keys: category ids or names), then the name.
+
+    Categories named car / pedestrian (or person) / ignore (or dontcare) get their MOTS class; others
+    need `class_map`, else writing them fails in `check_classes`.
+
+    Raises:
+        DataFormatError: a `class_map` key that is no category of `dataset`, or a non-integer class.
+    """
+    by_name = {str(c["name"]): c["id"] for c in dataset["categories"]}
+    ids = {c["id"] for c in dataset["categories"]}
+    table = {
+        c["id"]: CLASS_OF_NAME[str(c["name"]).lower()]
+        for c in dataset["categories"]
+        if str(c["name"]).lower() in CLASS_OF_NAME
+    }
+    for key, value in (class_map or {}).items():
+        category = by_name.get(str(key), int(key) if str(key).lstrip("-").isdigit() else None)
+        if category not in ids:
+            raise DataFormatError(
+                f"class_map key {key!r} is not a category (id or name) of the dataset", field="class_map"
+            )
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DataFormatError(
+                f"class_map value for {key!r} must be an integer class id, got {value!r}", field="class_map"
+            )
+        table[category] = value
+    return table
+
+
 def object_id(value, where: str) -> int:
     """A ``track_id`` as a MOTS object id (a non-negative integer), else a clear error."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -95,13 +129,13 @@ def object_id(value, where: str) -> int:
     return int(value)
 
 
-def gt_tracks_of_video(dataset: dict, video_id: int, class_map: dict[int, int]) -> list:
+def gt_tracks_of_video(dataset: dict, video_id: int, classes: dict[int, int]) -> list:
     """``[(1.0, object id, class id, segmentations)]`` of a video's annotations for `render_lines`."""
     tracks, next_index = [], {}
     for ann in dataset.get("annotations") or []:
         if ann["video_id"] != video_id:
             continue
-        cls = IGNORE_CLASS if ann.get("iscrowd") else class_map.get(ann["category_id"], ann["category_id"])
+        cls = IGNORE_CLASS if ann.get("iscrowd") else classes.get(ann["category_id"], -1)
         if "track_id" in ann:
             oid = object_id(ann["track_id"], f"annotation {ann.get('id')}")
         elif cls == IGNORE_CLASS:
@@ -114,12 +148,13 @@ def gt_tracks_of_video(dataset: dict, video_id: int, class_map: dict[int, int]) 
 
 
 def check_classes(tracks: list, allowed: tuple[int, ...], where: str) -> None:
-    """Every class id written must be one of the format's (else the caller needs a class map)."""
+    """Every class written must be one of the format's (-1: a category without a MOTS class)."""
     for _, _, cls, _ in tracks:
         if cls not in allowed:
+            what = "has no MOTS class" if cls == -1 else f"maps to class {cls}, not one of {list(allowed)}"
             raise DataFormatError(
-                f"category {cls} has no class in this format (classes {list(allowed)}); "
-                "pass class_map={category id: class id}",
+                f"a category {what} (car, pedestrian and ignore have one by name); "
+                "pass class_map={category id or name: class id}",
                 where=where,
                 field="category_id",
             )

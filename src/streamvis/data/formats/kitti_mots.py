@@ -207,16 +207,18 @@ def write_gt(dataset: dict, out_path, *, split: str = "val", class_map: dict | N
     Args:
         dataset: the GT dict; crowd annotations become ignore lines (class 10, id 10000).
         out_path: the GT folder to create.
-        class_map: ``{category id: KITTI class}`` when categories are not 1/2 (default: unchanged).
+        class_map: ``{category id or name: KITTI class}`` for categories not named car / pedestrian
+            (or person) / ignore, which map by name.
 
     Raises:
         DataFormatError: a class outside 1/2/10, overlapping masks or duplicate ids (nothing written).
     """
     out = Path(out_path)
+    classes = mots_write.class_table(dataset, class_map)
     texts, seqmap = {}, []
     for name, video in _video_sequences(dataset):
         where = f"video {video['id']} (sequence {name})"
-        tracks = mots_write.gt_tracks_of_video(dataset, video["id"], class_map or {})
+        tracks = mots_write.gt_tracks_of_video(dataset, video["id"], classes)
         mots_write.check_classes(tracks, CLASSES, where)
         texts[name] = mots_write.render_lines(tracks, video, first_frame=FIRST_FRAME, where=where, is_gt=True)
         seqmap.append(f"{name} empty 000000 {max(video['length'] - 1, 0):06d}\n")
@@ -240,13 +242,15 @@ def write_results(
             entry's position + 1.
         dataset: the GT dict naming the videos.
         out_path: the folder to write.
-        class_map: ``{category id: KITTI class}`` (default: unchanged; classes must be 1, 2 or 10).
+        class_map: ``{category id or name: KITTI class}`` (car / pedestrian / ignore map by name;
+            classes must be 1, 2 or 10).
         resolve_overlaps: give pixels shared by two masks of a frame to the higher score (else an error).
     """
     out = Path(out_path)
+    classes = mots_write.class_table(dataset, class_map)
     by_video: dict[int, list] = {}
     for index, entry in enumerate(results):
-        cls = (class_map or {}).get(entry["category_id"], entry["category_id"])
+        cls = classes.get(entry["category_id"], -1)
         oid = mots_write.object_id(entry.get("track_id", index + 1), f"results[{index}]")
         by_video.setdefault(entry["video_id"], []).append(
             (float(entry["score"]), oid, cls, entry["segmentations"])
