@@ -185,6 +185,7 @@ def test_blank_files_single_row_seqmaps_and_missing_sizes(tmp_path):
         kitti_mots.read_gt(folder)
     data = kitti_mots.read_gt(folder, image_sizes={"0000": (H, W)})
     assert data["annotations"] == [] and data["videos"][0]["length"] == 2
+    assert [c["name"] for c in data["categories"]] == ["car", "pedestrian"]  # no ignore regions
     (folder / "evaluate_mots.seqmap.val").write_text("0000 empty\n")
     with pytest.raises(DataFormatError, match="seqmap row has 4 fields"):
         kitti_mots.read_gt(folder)

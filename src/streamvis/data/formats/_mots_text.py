@@ -15,7 +15,8 @@ skipped, so a file holding only a newline has no lines (TrackEval refuses such a
 
 The neutral form is the YouTube-VIS dict: one annotation (or results entry) per (object id, class),
 in order of first appearance, with the original id kept as ``track_id``; the ignore regions of a
-sequence are one ``iscrowd: 1`` annotation of category `IGNORE_CLASS` ("ignore").
+sequence are one ``iscrowd: 1`` annotation of category `IGNORE_CLASS` ("ignore"; listed in
+``categories`` only when the data has ignore regions).
 """
 
 from __future__ import annotations
@@ -338,7 +339,10 @@ def gt_dict(
         "info": {"description": "converted from MOTS txt by streamvis"},
         "licenses": [],
         "videos": videos,
-        "categories": [CATEGORIES[c] for c in categories],
+        # the ignore category only where ignore regions exist (it is no class to train or evaluate)
+        "categories": [
+            CATEGORIES[c] for c in categories if c != IGNORE_CLASS or any(a["iscrowd"] for a in annotations)
+        ],
         "annotations": annotations,
     }
 
