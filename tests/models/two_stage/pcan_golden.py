@@ -87,3 +87,23 @@ def golden_input(golden: dict[str, np.ndarray], frame: int) -> torch.Tensor:
 def sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under `prefix` with the prefix removed."""
     return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+def frame_pcam_first_frame(feature: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """PCAN's frame-level attention at frame 0 of a video (facts.md section 2), for feeding the core
+    the fused P2/P3 that the golden's RPN and R-CNN saw. The memory is the frame itself.
+
+    Args:
+        feature: (1, C, H, W); mu: (1, C, K) initial prototypes. Returns (1, C, H, W) fused.
+    """
+    batch, channels, height, width = feature.shape
+    memory = feature.reshape(batch, channels, -1)  # (B, C, N)
+    protos = mu
+    for _ in range(3):  # official: stage_num 3
+        z = torch.softmax(20.0 * memory.transpose(1, 2) @ protos, dim=2)  # (B, N, K); official kappa 20
+        z = z / (1e-6 + z.sum(dim=1, keepdim=True))
+        protos = memory @ z
+        protos = protos / (1e-6 + protos.norm(dim=1, keepdim=True))
+    assign = torch.softmax(memory.transpose(1, 2) @ protos, dim=2)  # (B, N, K)
+    readout = (protos @ assign.transpose(1, 2)).reshape(batch, channels, height, width)
+    return 0.75 * feature + 0.25 * readout
