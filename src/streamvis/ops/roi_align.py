@@ -15,17 +15,19 @@ The mmdet 0.5 RoIAlign (MaskTrack R-CNN, masktrack facts.md section 7.4; ``legac
 ``start = x1 * scale``, ``end = (x2 + 1) * scale``, ``size = max(end - start, 0)``,
 ``sampling_ratio`` 2 in its configs, the same samples and bilinear rule, divided by ``grid_h * grid_w``.
 
-Vectorization: bilinear sampling is separable, so each RoI's samples are the outer product of
-its y samples and x samples. All RoIs of a chunk are gathered at once; chunks only bound memory
-(RoIs are sorted by samples per bin so that small RoIs are not padded to a huge one's grid).
+Vectorization: bilinear sampling is separable, so each RoI's output is A_y @ window @ A_x^T, with
+A_y (out_h, window rows) the summed sample weights of each bin row (likewise A_x) over the window
+of the map the RoI's samples touch. All RoIs of a chunk are gathered and multiplied at once
+(batched matmuls); chunks only bound memory (RoIs are sorted by window shape so that small RoIs
+are not padded to a huge one's window).
 """
 
 from __future__ import annotations
 
 import torch
 
-# elements of the gathered (RoIs, samples, 4 corners, C) tensor per chunk: bounds peak memory
-# (64 MB in float32); not a semantic constant
+# elements of the gathered (RoIs, window rows, window columns, C) tensor per chunk: bounds peak
+# memory (64 MB in float32); not a semantic constant
 _GATHER_BUDGET = 1 << 24
 
 
@@ -59,18 +61,27 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int | tup
     geometry = _roi_geometry(rois.to(geometry_dtype), spatial_scale, out_h, out_w, sampling_ratio,
                              aligned, legacy)
     flat = features.permute(0, 2, 3, 1).reshape(-1, channels)  # (B*H*W, C): one row per pixel
-    grid_cost = (geometry["grid_h"].clamp(min=1) * geometry["grid_w"].clamp(min=1))
-    order = torch.argsort(grid_cost, stable=True)
-    per_sample = out_h * out_w * 4 * channels
+    height, width = features.shape[-2:]
+    samples_y = _axis_samples(geometry["start_y"], geometry["bin_h"], geometry["grid_h"], out_h, height)
+    samples_x = _axis_samples(geometry["start_x"], geometry["bin_w"], geometry["grid_w"], out_w, width)
+    extent_y = _window_extent(samples_y[0])
+    extent_x = _window_extent(samples_x[0])
+    # group RoIs of similar window shape so that a chunk pads little (by rows, then columns)
+    order = torch.argsort(extent_y * (int(extent_x.max()) + 1) + extent_x, stable=True)
+    sorted_y, sorted_x = extent_y[order], extent_x[order]
     start = 0
     while start < num_rois:
+        # the chunk's window is its largest height x largest width (running maxima along `order`)
+        max_y = torch.cummax(sorted_y[start:], 0).values
+        max_x = torch.cummax(sorted_x[start:], 0).values
         sizes = torch.arange(1, num_rois - start + 1)
-        fits = sizes * grid_cost[order[start:]] * per_sample <= _GATHER_BUDGET
-        count = max(1, int(fits.sum()))  # grid_cost is sorted, so `fits` is a prefix
+        fits = sizes * max_y * max_x * channels <= _GATHER_BUDGET
+        count = max(1, int(fits.sum()))  # the running product is non-decreasing, so `fits` is a prefix
         chunk = order[start : start + count]
-        pooled = _align_chunk(flat, features.shape, {k: v[chunk] for k, v in geometry.items()},
-                              out_h, out_w)
-        output[chunk] = pooled.to(output.dtype)
+        pooled = _align_chunk(flat, features.shape, geometry["batch"][chunk],
+                              tuple(t[chunk] for t in samples_y), tuple(t[chunk] for t in samples_x))
+        count_per_roi = (geometry["grid_h"][chunk] * geometry["grid_w"][chunk]).clamp(min=1)
+        output[chunk] = (pooled / count_per_roi.to(pooled.dtype)[:, None, None, None]).to(output.dtype)
         start += count
     return output.permute(0, 3, 1, 2).contiguous()
 
@@ -125,26 +136,44 @@ def _axis_samples(start: torch.Tensor, bin_size: torch.Tensor, grid: torch.Tenso
     return torch.stack((low, high), dim=-1), weight
 
 
-def _align_chunk(flat: torch.Tensor, shape: torch.Size, geometry: dict[str, torch.Tensor],
-                 out_h: int, out_w: int) -> torch.Tensor:
-    """Pool one chunk of RoIs -> (R, out_h, out_w, C)."""
+def _window_extent(index: torch.Tensor) -> torch.Tensor:
+    """Rows (or columns) spanned by each RoI's bilinear corners: (R, P, G, 2) indices -> (R,)."""
+    return index.flatten(1).amax(dim=1) - index.flatten(1).amin(dim=1) + 1
+
+
+def _dense_axis(index: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-RoI interpolation matrices over a window: (R, P, G, 2) corners and weights ->
+    (R, P, window) summed sample weights and (R,) the window's first index."""
+    num, pooled = index.shape[:2]
+    first = index.flatten(1).amin(dim=1)
+    relative = (index - first[:, None, None, None]).reshape(num, pooled, -1)
+    size = int(relative.max()) + 1
+    dense = weight.new_zeros((num, pooled, size))
+    dense.scatter_add_(2, relative, weight.reshape(num, pooled, -1))
+    return dense, first
+
+
+def _align_chunk(flat: torch.Tensor, shape: torch.Size, batch: torch.Tensor,
+                 samples_y: tuple[torch.Tensor, torch.Tensor],
+                 samples_x: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Sum of the bilinear samples of each bin for one chunk of RoIs -> (R, out_h, out_w, C).
+
+    Separable form: out[r] = A_y[r] @ window[r] @ A_x[r]^T over the RoI's window of the map,
+    where A_y (out_h, window_h) holds each bin's summed sample weights per row (likewise A_x).
+    """
     _, channels, height, width = shape
-    index_y, weight_y = _axis_samples(geometry["start_y"], geometry["bin_h"], geometry["grid_h"], out_h,
-                                      height)
-    index_x, weight_x = _axis_samples(geometry["start_x"], geometry["bin_w"], geometry["grid_w"], out_w,
-                                      width)
-    num = index_y.shape[0]
-    rows = index_y.reshape(num, out_h, -1)  # (R, P_h, S_y): S = G * 2 corners
-    cols = index_x.reshape(num, out_w, -1)  # (R, P_w, S_x)
-    base = geometry["batch"] * (height * width)
-    pixel = (base[:, None, None, None, None] + rows[:, :, :, None, None] * width
-             + cols[:, None, None, :, :])  # (R, P_h, S_y, P_w, S_x)
-    values = flat.index_select(0, pixel.reshape(-1)).reshape(*pixel.shape, channels)
-    w_y = weight_y.reshape(num, out_h, -1).to(flat.dtype)
-    w_x = weight_x.reshape(num, out_w, -1).to(flat.dtype)
-    pooled = torch.einsum("rpyqxc,rpy,rqx->rpqc", values, w_y, w_x)  # (R, P_h, P_w, C)
-    count = (geometry["grid_h"] * geometry["grid_w"]).clamp(min=1).to(flat.dtype)
-    return pooled / count[:, None, None, None]
+    dense_y, first_y = _dense_axis(*samples_y)  # (R, P_h, S_h), (R,)
+    dense_x, first_x = _dense_axis(*samples_x)  # (R, P_w, S_w), (R,)
+    num, out_h, size_h = dense_y.shape
+    out_w, size_w = dense_x.shape[1:]
+    rows = (first_y[:, None] + torch.arange(size_h, device=flat.device)).clamp(max=height - 1)  # (R, S_h)
+    cols = (first_x[:, None] + torch.arange(size_w, device=flat.device)).clamp(max=width - 1)  # (R, S_w)
+    pixel = batch[:, None, None] * (height * width) + rows[:, :, None] * width + cols[:, None, :]
+    window = flat.index_select(0, pixel.reshape(-1)).reshape(num, size_h, size_w * channels)
+    pooled_y = torch.bmm(dense_y.to(flat.dtype), window)  # (R, P_h, S_w * C)
+    pooled_y = pooled_y.reshape(num, out_h, size_w, channels).transpose(1, 2).reshape(num, size_w, -1)
+    pooled = torch.bmm(dense_x.to(flat.dtype), pooled_y)  # (R, P_w, P_h * C)
+    return pooled.reshape(num, out_w, out_h, channels).transpose(1, 2)  # (R, P_h, P_w, C)
 
 
 def map_roi_levels(rois: torch.Tensor, num_levels: int, *, finest_scale: float = 56.0,
