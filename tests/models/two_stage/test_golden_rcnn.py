@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tests.conftest import require_shared
+from tests.models.two_stage.pcan_golden import frame_pcam_first_frame, golden_input, rule_value
 
 from streamvis.models.two_stage.detector import TwoStageConfig, build_two_stage_detector
 from streamvis.models.two_stage.mask_ops import paste_masks
 from streamvis.models.two_stage.roi_heads import FCNMaskHead
 from streamvis.ops.boxes import boxes_to_rois
-from tests.conftest import require_shared
-from tests.models.two_stage.pcan_golden import frame_pcam_first_frame, golden_input, rule_value
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,9 @@ def frame0(golden_e2e, pcan_rule_state):
     detector = build_two_stage_detector(TwoStageConfig()).eval()
     missing, unexpected = detector.load_state_dict(pcan_rule_state, strict=False)
     assert missing == []
-    assert {key.split(".")[0] if key.startswith("mu") else ".".join(key.split(".")[:2])
-            for key in unexpected} == {"mu0", "mu1", "mu2", "mu3", "mu4", "roi_head.track_head",
-                                       "roi_head.refine_head"}
+    assert {
+        key.split(".")[0] if key.startswith("mu") else ".".join(key.split(".")[:2]) for key in unexpected
+    } == {"mu0", "mu1", "mu2", "mu3", "mu4", "roi_head.track_head", "roi_head.refine_head"}
     with torch.no_grad():
         features = detector.extract_features(golden_input(golden_e2e, 0))
         for index in (0, 1):
@@ -47,8 +47,9 @@ def test_rcnn_logits_on_golden_proposals(golden_e2e, frame0):
     with torch.no_grad():
         _, output = detector.roi_head.box_forward(features, boxes_to_rois([proposals]))
     np.testing.assert_allclose(output.cls_logits.numpy(), golden_e2e["f0_rcnn_cls_score"], rtol=0, atol=1e-3)
-    np.testing.assert_allclose(output.box_deltas[:50].numpy(), golden_e2e["f0_rcnn_bbox_pred_top50"],
-                               rtol=0, atol=1e-3)
+    np.testing.assert_allclose(
+        output.box_deltas[:50].numpy(), golden_e2e["f0_rcnn_bbox_pred_top50"], rtol=0, atol=1e-3
+    )
 
 
 def _check_detections(golden, detections):
@@ -66,11 +67,15 @@ def test_detections_and_masks_on_golden_proposals(golden_e2e, frame0):
         detections = detector.roi_head.predict_boxes(features, [proposals], [image_hw], [scale])[0]
         masks = detector.roi_head.predict_masks(features, [detections], [original_hw], [scale])[0]
     _check_detections(golden_e2e, detections)
-    np.testing.assert_allclose(masks.label_logits.numpy(), golden_e2e["f0_mask_pred_label"], rtol=0, atol=5e-4)
-    np.testing.assert_allclose(masks.mask_logits[:2].numpy(), golden_e2e["f0_mask_pred_full_first"],
-                               rtol=0, atol=5e-4)
-    np.testing.assert_allclose(masks.mask_feats.mean(dim=(2, 3)).numpy(), golden_e2e["f0_mask_feats_chmean"],
-                               rtol=0, atol=2e-4)
+    np.testing.assert_allclose(
+        masks.label_logits.numpy(), golden_e2e["f0_mask_pred_label"], rtol=0, atol=5e-4
+    )
+    np.testing.assert_allclose(
+        masks.mask_logits[:2].numpy(), golden_e2e["f0_mask_pred_full_first"], rtol=0, atol=5e-4
+    )
+    np.testing.assert_allclose(
+        masks.mask_feats.mean(dim=(2, 3)).numpy(), golden_e2e["f0_mask_feats_chmean"], rtol=0, atol=2e-4
+    )
     np.testing.assert_allclose(masks.mask_feats[0].numpy(), golden_e2e["f0_mask_feats_d0"], rtol=0, atol=2e-4)
     assert masks.masks.shape == (21, 256, 384) and masks.masks.dtype == torch.bool
 
@@ -81,8 +86,9 @@ def test_whole_core_gives_the_golden_detections(golden_e2e, frame0):
     with torch.no_grad():
         prediction = detector.predict_from_features(features, [image_hw], [scale], [original_hw])[0]
     _check_detections(golden_e2e, prediction.detections)
-    np.testing.assert_allclose(prediction.masks.label_logits.numpy(), golden_e2e["f0_mask_pred_label"],
-                               rtol=0, atol=5e-4)
+    np.testing.assert_allclose(
+        prediction.masks.label_logits.numpy(), golden_e2e["f0_mask_pred_label"], rtol=0, atol=5e-4
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +99,12 @@ def golden_refine():
 
 def test_mask_head_module_golden(golden_refine):
     head = FCNMaskHead(num_classes=8).eval()
-    state = {name: torch.from_numpy(rule_value(f"mask_head.{name}", tuple(value.shape),
-                                               _bound(name, tuple(value.shape)), 0.0))
-             for name, value in head.state_dict().items()}
+    state = {
+        name: torch.from_numpy(
+            rule_value(f"mask_head.{name}", tuple(value.shape), _bound(name, tuple(value.shape)), 0.0)
+        )
+        for name, value in head.state_dict().items()
+    }
     head.load_state_dict(state)
     with torch.no_grad():
         logits = head(torch.from_numpy(golden_refine["f0_key_feats"].astype(np.float32)))
@@ -120,8 +129,11 @@ def test_mask_paste_matches_official(golden_refine, frame):
     # official CPU path, only inside [floor(x1) - 1, ceil(x2) + 1): compare there
     region = np.zeros_like(golden_prob, dtype=bool)
     for index, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
-        region[index, max(int(np.floor(y1)) - 1, 0): int(np.ceil(y2)) + 1,
-               max(int(np.floor(x1)) - 1, 0): int(np.ceil(x2)) + 1] = True
+        region[
+            index,
+            max(int(np.floor(y1)) - 1, 0) : int(np.ceil(y2)) + 1,
+            max(int(np.floor(x1)) - 1, 0) : int(np.ceil(x2)) + 1,
+        ] = True
     np.testing.assert_allclose(pasted.numpy()[region], golden_prob[region], rtol=0, atol=5e-5)
     assert np.all(golden_prob[~region] < 0.5)
     binary = paste_masks(probs, boxes, (72, 128)).numpy()

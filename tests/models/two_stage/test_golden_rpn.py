@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tests.models.two_stage.pcan_golden import frame_pcam_first_frame, golden_input, sub_state
 
 from streamvis.models.backbone import MMDetResNet
 from streamvis.models.fpn import MMDetFPN
 from streamvis.models.two_stage.rpn import RPNHead
-from tests.models.two_stage.pcan_golden import frame_pcam_first_frame, golden_input, sub_state
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,12 @@ def frame0(golden_e2e, pcan_rule_state):
 def test_fused_levels_match_golden(golden_e2e, frame0):
     levels, _, _ = frame0
     for index, level in ((0, 2), (1, 3)):
-        np.testing.assert_allclose(levels[index][0].mean(dim=(1, 2)).numpy(),
-                                   golden_e2e[f"f0_fused_p{level}_chmean"], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            levels[index][0].mean(dim=(1, 2)).numpy(),
+            golden_e2e[f"f0_fused_p{level}_chmean"],
+            rtol=0,
+            atol=1e-5,
+        )
 
 
 def test_rpn_logits_match_golden_stats(golden_e2e, frame0):
@@ -53,6 +57,8 @@ def test_proposals_match_golden(golden_e2e, frame0):
     # near-ties of 2e-7, so a re-implementation may swap the last proposal or two of a level)
     np.testing.assert_allclose(proposals[:50, :4].numpy(), golden[:50, :4], rtol=0, atol=2e-3)
     np.testing.assert_allclose(proposals[:50, 4].numpy(), golden[:50, 4], rtol=0, atol=1e-5)
-    distance = torch.cdist(proposals[:, :4].double(), torch.from_numpy(golden[:, :4]).double(), p=float("inf"))
+    distance = torch.cdist(
+        proposals[:, :4].double(), torch.from_numpy(golden[:, :4]).double(), p=float("inf")
+    )
     unmatched = int((distance.min(dim=0).values > 2e-3).sum())
     assert unmatched <= 4
