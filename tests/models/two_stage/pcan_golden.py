@@ -22,8 +22,15 @@ EXTRA_OFFSETS = {
     "roi_head.bbox_head.fc_cls.bias": [-0.38, 0.91, 4.6, -3.27, -2.68, -6.76, -2.2, 4.58, 3.94],
     "roi_head.refine_head.conv_logits.bias": [-3.7],
 }
-PROTOTYPE_BUFFERS = ("mu0", "mu1", "mu2", "mu3", "mu4", "roi_head.refine_head.pos_mu",
-                     "roi_head.refine_head.neg_mu")
+PROTOTYPE_BUFFERS = (
+    "mu0",
+    "mu1",
+    "mu2",
+    "mu3",
+    "mu4",
+    "roi_head.refine_head.pos_mu",
+    "roi_head.refine_head.neg_mu",
+)
 
 
 def rule_value(name: str, shape: tuple[int, ...], bound: float, offset: float) -> np.ndarray:
@@ -86,24 +93,54 @@ def golden_input(golden: dict[str, np.ndarray], frame: int) -> torch.Tensor:
 
 def sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under `prefix` with the prefix removed."""
-    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+class FramePCAMReference:
+    """PCAN's frame-level attention on P2/P3 (facts.md section 2), only to feed the core the fused
+    levels the golden's RPN and R-CNN saw; PCAN's own module lives in models/pcan (another area).
+
+    Args:
+        mus: the initial prototype buffers of P2 and P3, each (1, C, K).
+    """
+
+    def __init__(self, mus: list[torch.Tensor]):
+        self.initial = mus
+        self.memory: list[torch.Tensor] = []
+        self.mus: list[torch.Tensor] = []
+
+    def __call__(self, features: list[torch.Tensor], frame: int) -> list[torch.Tensor]:
+        """Fuse P2, P3 of `features` (a new video starts at frame 0) -> the levels the heads see."""
+        if frame == 0:
+            self.memory = [features[0], features[1]]
+            self.mus = list(self.initial)
+        fused = list(features)
+        for level in (0, 1):
+            protos = _em(self.memory[level], self.mus[level])
+            fused[level] = _read_out(features[level], protos)
+            self.memory[level] = 0.75 * fused[level] + 0.25 * self.memory[level]  # official 0.75 / 0.25
+            self.mus[level] = 0.5 * self.mus[level] + 0.5 * protos  # official 0.5 / 0.5
+        return fused
+
+
+def _em(memory: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """3 EM iterations (kappa 20, eps 1e-6) on the (1, C, H, W) memory from (1, C, K) -> (1, C, K)."""
+    flat = memory.flatten(2)  # (B, C, N)
+    for _ in range(3):  # official stage_num 3
+        z = torch.softmax(20.0 * flat.transpose(1, 2) @ mu, dim=2)  # (B, N, K); official kappa 20
+        z = z / (1e-6 + z.sum(dim=1, keepdim=True))
+        mu = flat @ z
+        mu = mu / (1e-6 + mu.norm(dim=1, keepdim=True))
+    return mu
+
+
+def _read_out(feature: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+    """0.75 x + 0.25 protos softmax(x^T protos) (official fusion) -> (1, C, H, W)."""
+    flat = feature.flatten(2)
+    assign = torch.softmax(flat.transpose(1, 2) @ protos, dim=2)  # (B, N, K)
+    return 0.75 * feature + 0.25 * (protos @ assign.transpose(1, 2)).reshape(feature.shape)
 
 
 def frame_pcam_first_frame(feature: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-    """PCAN's frame-level attention at frame 0 of a video (facts.md section 2), for feeding the core
-    the fused P2/P3 that the golden's RPN and R-CNN saw. The memory is the frame itself.
-
-    Args:
-        feature: (1, C, H, W); mu: (1, C, K) initial prototypes. Returns (1, C, H, W) fused.
-    """
-    batch, channels, height, width = feature.shape
-    memory = feature.reshape(batch, channels, -1)  # (B, C, N)
-    protos = mu
-    for _ in range(3):  # official: stage_num 3
-        z = torch.softmax(20.0 * memory.transpose(1, 2) @ protos, dim=2)  # (B, N, K); official kappa 20
-        z = z / (1e-6 + z.sum(dim=1, keepdim=True))
-        protos = memory @ z
-        protos = protos / (1e-6 + protos.norm(dim=1, keepdim=True))
-    assign = torch.softmax(memory.transpose(1, 2) @ protos, dim=2)  # (B, N, K)
-    readout = (protos @ assign.transpose(1, 2)).reshape(batch, channels, height, width)
-    return 0.75 * feature + 0.25 * readout
+    """The attention at frame 0 of a video (the memory is the frame itself) for one level."""
+    return _read_out(feature, _em(feature, mu))
