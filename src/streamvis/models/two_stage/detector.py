@@ -45,6 +45,9 @@ class TwoStageConfig:
         legacy: mmdet 0.5 conventions everywhere (+1 boxes, rounded anchors, old RoIAlign with 2
             samples per bin, background first, truncating paste, old mask targets).
         proposal, rpn_train, box_test, rcnn_train: per-stage settings.
+        train_proposal: proposals for R-CNN training (mmdet 2.x ``train_cfg.rpn_proposal``); None uses
+            `proposal`, as MaskTrack R-CNN does (masktrack facts.md section 5.2). PCAN's value is not
+            in its facts.md; mmdet 2.x base configs use pre_nms_topk 2000, max_proposals 1000.
     """
 
     num_classes: int = 8
@@ -56,6 +59,7 @@ class TwoStageConfig:
     rpn_train: RPNTrainConfig = field(default_factory=RPNTrainConfig)
     box_test: BoxTestConfig = field(default_factory=BoxTestConfig)
     rcnn_train: RCNNTrainConfig = field(default_factory=RCNNTrainConfig)
+    train_proposal: ProposalConfig | None = None
 
     @classmethod
     def mmdet_v05(cls, num_classes: int = 40, **overrides) -> TwoStageConfig:
@@ -96,10 +100,13 @@ class TwoStageDetector(nn.Module):
 
     Args:
         backbone: `MMDetResNet`; neck: `MMDetFPN`; rpn_head: `RPNHead`; roi_head: `RoIHeads`.
+        train_proposal: proposal settings during `loss` (None: the RPN head's own).
     """
 
-    def __init__(self, *, backbone: nn.Module, neck: nn.Module, rpn_head: RPNHead, roi_head: RoIHeads):
+    def __init__(self, *, backbone: nn.Module, neck: nn.Module, rpn_head: RPNHead, roi_head: RoIHeads,
+                 train_proposal: ProposalConfig | None = None):
         super().__init__()
+        self.train_proposal = train_proposal
         self.backbone = backbone
         self.neck = neck
         self.rpn_head = rpn_head
@@ -152,7 +159,7 @@ class TwoStageDetector(nn.Module):
         rpn_output = self.rpn_head(features)
         losses = self.rpn_head.loss(rpn_output, gt_boxes, image_sizes, tuple(images.shape[-2:]), generator)
         # official (mmdet 2.x forward_train): proposals are made without gradient from the RPN outputs
-        proposals = self.rpn_head.proposals(rpn_output, image_sizes)
+        proposals = self.rpn_head.proposals(rpn_output, image_sizes, self.train_proposal)
         samples = self.roi_head.sample(proposals, gt_boxes, gt_labels, generator)
         losses.update(self.roi_head.loss(features, samples, gt_masks))
         return losses
@@ -177,4 +184,5 @@ def build_two_stage_detector(config: TwoStageConfig) -> TwoStageDetector:
     roi_head = RoIHeads(bbox_head=bbox_head, mask_head=mask_head, bbox_roi_extractor=extractors[7],
                         mask_roi_extractor=extractors[14], train_config=config.rcnn_train,
                         test_config=config.box_test, legacy_paste=legacy)
-    return TwoStageDetector(backbone=backbone, neck=neck, rpn_head=rpn_head, roi_head=roi_head)
+    return TwoStageDetector(backbone=backbone, neck=neck, rpn_head=rpn_head, roi_head=roi_head,
+                            train_proposal=config.train_proposal)

@@ -126,12 +126,14 @@ class RPNHead(nn.Module):
         sizes = [tuple(o.shape[-2:]) for o in output.objectness]
         return self.anchor_generator.grid_anchors(sizes, device=output.objectness[0].device)
 
-    def proposals(self, output: RPNOutput, image_sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    def proposals(self, output: RPNOutput, image_sizes: list[tuple[int, int]],
+                  config: ProposalConfig | None = None) -> list[torch.Tensor]:
         """Proposals per image.
 
         Args:
             output: `forward`'s output for N images.
             image_sizes: per image the unpadded (H, W) of the network input (boxes are clipped to it).
+            config: overrides `proposal_config` (e.g. the training-time ``rpn_proposal`` settings).
 
         Returns:
             per image (K, 5) [x1, y1, x2, y2, objectness probability], by decreasing score.
@@ -141,11 +143,11 @@ class RPNHead(nn.Module):
         for image, image_hw in enumerate(image_sizes):
             logits, deltas = output.flat(image)
             with torch.no_grad():
-                results.append(self._image_proposals(anchors, logits, deltas, image_hw))
+                results.append(self._image_proposals(anchors, logits, deltas, image_hw,
+                                                     config or self.proposal_config))
         return results
 
-    def _image_proposals(self, anchors, logits, deltas, image_hw) -> torch.Tensor:
-        cfg = self.proposal_config
+    def _image_proposals(self, anchors, logits, deltas, image_hw, cfg: ProposalConfig) -> torch.Tensor:
         nms_options = dict(pixel_offset=cfg.nms_pixel_offset,
                            suppress_at_threshold=cfg.nms_suppress_at_threshold)
         boxes, scores, levels = [], [], []
@@ -156,7 +158,7 @@ class RPNHead(nn.Module):
                 level_scores, top = level_scores[: cfg.pre_nms_topk], top[: cfg.pre_nms_topk]
                 level_anchors, level_deltas = level_anchors[top], level_deltas[top]
             level_boxes = self.box_coder.decode(level_anchors, level_deltas, max_shape=image_hw)
-            level_boxes, level_scores = self._drop_small(level_boxes, level_scores)
+            level_boxes, level_scores = self._drop_small(level_boxes, level_scores, cfg.min_box_size)
             if cfg.per_level_nms:
                 keep = mmdet_nms(level_boxes, level_scores, cfg.nms_iou_threshold, **nms_options)
                 keep = keep[: cfg.post_nms_topk_per_level]
@@ -172,8 +174,8 @@ class RPNHead(nn.Module):
             order = order[: cfg.max_proposals]
         return torch.cat((boxes[order], scores[order, None]), dim=1)
 
-    def _drop_small(self, boxes: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        min_size = self.proposal_config.min_box_size
+    def _drop_small(self, boxes: torch.Tensor, scores: torch.Tensor,
+                    min_size: float) -> tuple[torch.Tensor, torch.Tensor]:
         if min_size <= 0:
             return boxes, scores
         offset = self.box_coder.pixel_offset
