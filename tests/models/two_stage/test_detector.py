@@ -107,3 +107,13 @@ def test_no_detection_frame():
         14,
         14,
     )
+
+
+def test_no_proposal_image():
+    detector = build_two_stage_detector(TwoStageConfig(num_classes=2, depth=18)).eval()
+    features = [torch.zeros(1, 256, 64 // s, 64 // s) for s in (4, 8, 16, 32, 64)]
+    with torch.no_grad():
+        found = detector.roi_head.predict_boxes(features, [torch.zeros(0, 5)], [(64, 64)])[0]
+        masks = detector.roi_head.predict_masks(features, [found], [(64, 64)])[0]
+    assert found.boxes.shape == (0, 4) and found.labels.shape == (0,)
+    assert masks.masks.shape == (0, 64, 64)

@@ -167,3 +167,9 @@ def test_legacy_paste_truncates_and_resizes():
     resized = F.interpolate(probs[None], size=(4, 8), mode="bilinear", align_corners=False)[0, 0]
     full = paste_masks(probs, torch.tensor([[2.9, 3.6, 9.2, 6.99]]), (10, 12), threshold=-1, legacy=True)
     torch.testing.assert_close(full[0, 3:7, 2:10], resized)
+
+
+def test_paste_zero_size_box_on_pixel_centre_is_finite():
+    probs = torch.ones(1, 28, 28)
+    pasted = paste_masks(probs, torch.tensor([[10.5, 4.0, 10.5, 9.0]]), (16, 16), threshold=-1)
+    assert torch.isfinite(pasted).all()

@@ -74,6 +74,8 @@ def _grid_sample_weights(low: torch.Tensor, high: torch.Tensor, length: int, siz
     pixel = torch.arange(length, dtype=torch.float32, device=low.device) + 0.5  # pixel centres
     normalized = (pixel[None, :] - low[:, None]) / (high - low)[:, None] * 2 - 1
     normalized = torch.where(torch.isinf(normalized), torch.zeros_like(normalized), normalized)  # official
+    # 0 / 0 (a zero-size box with a pixel centre on its edge): sample nothing there rather than NaN
+    normalized = torch.nan_to_num(normalized, nan=-2.0)
     texel = ((normalized + 1) * size - 1) / 2  # grid_sample, align_corners=False
     weights = _linear_weights(texel, size, zero_outside=True)
     # official skip_empty (CPU pastes one box at a time): only [floor(low) - 1, ceil(high) + 1) is written

@@ -150,7 +150,7 @@ class Shared2FCBBoxHead(nn.Module):
         scores = self.foreground_scores(output.cls_logits)  # (K, C)
         deltas = self.foreground_deltas(output.box_deltas)
         boxes = self.box_coder.decode(rois[:, 1:], deltas, max_shape=image_hw)
-        boxes = boxes.view(boxes.shape[0], -1, 4)  # (K, C, 4)
+        boxes = boxes.view(boxes.shape[0], self.num_classes, 4)  # (K, C, 4)
         if scale_factor is not None and boxes.shape[0] > 0:
             boxes = boxes / scale_factor.to(boxes)
         return multiclass_nms(boxes, scores, config)
