@@ -26,7 +26,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from streamvis.commands import arguments
 from streamvis.errors import StreamvisError
+from streamvis.viz import DEFAULT_FPS
 
 DEFAULT_OUT = "outputs/demo"
 DEFAULT_VIDEOS = 10
@@ -34,24 +36,21 @@ DEFAULT_SEED = 0  # configs/synthetic_r18.yaml's valid split is `streamvis synth
 DEFAULT_OVERLAYS = 3
 DEFAULT_SIZE = (192, 320)  # streamvis synth's default frame size (H, W)
 DEFAULT_FRAMES = (12, 36)  # streamvis synth's default frames per video (min, max)
-OVERLAY_FPS = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `demo` arguments to `parser`."""
     parser.add_argument("--weights", help="streamvis weights file (default: the bundled model)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    arguments.add_out(parser, default=DEFAULT_OUT)
     parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS,
                         help=f"number of generated valid videos (default {DEFAULT_VIDEOS})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"seed of the generated videos (default {DEFAULT_SEED})")
-    parser.add_argument("--tracker", default=None,
-                        help="association rule, a name of streamvis.tracking.TRACKERS: 'default' (ours) or "
-                             "'crossvis' (the official one); default: the method's own")
+    arguments.add_tracker(parser, options=False)
     parser.add_argument("--overlays", type=int, default=DEFAULT_OVERLAYS,
                         help=f"videos drawn as overlay MP4s (default {DEFAULT_OVERLAYS})")
     parser.add_argument("--no-video", action="store_true", help="write no overlay MP4s")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    arguments.add_no_progress(parser)
 
 
 # ---------------------------------------------------------------------------------------- the split
@@ -148,12 +147,12 @@ def write_ap_chart(result, categories, path) -> Path:
 
 
 def write_overlays(gt, image_root: Path, results, out_dir: Path, *, count: int, progress: bool) -> list[Path]:
-    """Draw the tracks of the first `count` videos (as ``streamvis render``); returns the MP4 paths."""
+    """Draw the tracks of the first `count` videos (`streamvis.viz.render_results_video`); the MP4s."""
     from tqdm import tqdm
 
-    from streamvis.commands.render import SCORE_THRESHOLD, render_video_entries
     from streamvis.data.video import read_image
     from streamvis.data.ytvis import results_by_video
+    from streamvis.viz import RESULTS_SCORE_THRESHOLD, render_results_video
 
     grouped = results_by_video(results)
     names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
@@ -164,8 +163,8 @@ def write_overlays(gt, image_root: Path, results, out_dir: Path, *, count: int, 
         for video in videos:
             frames = (read_image(image_root / name) for name in video["file_names"])
             video_dir = out_dir / str(video["id"])
-            render_video_entries(grouped.get(video["id"], []), frames, video_dir, names=names,
-                                 score_threshold=SCORE_THRESHOLD, fps=OVERLAY_FPS, results_path=None,
+            render_results_video(grouped.get(video["id"], []), frames, video_dir, names=names,
+                                 score_threshold=RESULTS_SCORE_THRESHOLD, fps=DEFAULT_FPS, results_path=None,
                                  bar=bar, write_ids=False)
             paths.append(video_dir / "overlay.mp4")
     return paths
