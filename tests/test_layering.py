@@ -55,3 +55,16 @@ def test_nothing_loads_benchmark_scripts_by_path():
             and "spec_from_file_location" in p.read_text(encoding="utf-8")
             and "benchmarks" in p.read_text(encoding="utf-8")]
     assert uses == [], "move what they test into the library"
+
+
+def test_the_readme_layout_names_existing_files():
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):readme.index("## License")]
+    names = set(re.findall(r"[\w/]+\.py", layout))
+    missing = [name for name in sorted(names) if not (PACKAGE / name).exists()
+               and not any(PACKAGE.rglob(Path(name).name))]
+    assert missing == []
+    for path in re.findall(r"`((?:models|tracking|evaluation)/[\w/]+\.py)`", layout):
+        assert (PACKAGE / path).is_file(), path

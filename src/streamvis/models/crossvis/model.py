@@ -234,7 +234,7 @@ def optimize_for_inference(model: CrossVIS, *, fuse_towers: bool = True, winogra
       but on a 2-core CPU its batched GEMMs were not faster than oneDNN's direct conv (off by default).
     - channels_last: NHWC convolutions (only with winograd=False).
 
-    The detections equal the faithful path's up to float rounding (tests/models/test_golden_forward.py).
+    The detections equal the faithful path's up to float rounding (tests/models/crossvis/test_golden_forward.py).
     The copy cannot be trained.
     """
     fast = copy.deepcopy(model, memo={id(model.criterion): None}).eval()  # the copy has no criterion
