@@ -81,7 +81,7 @@ def run_stream(model, frames: Iterator[np.ndarray], checkpoints: list[int], *, t
 
 def _model(args):
     from streamvis.assets import default_weights_path
-    from streamvis.commands.demo import split_settings
+    from streamvis.demo import split_settings
     from streamvis.models.weights import load_model
 
     if args.tiny:
