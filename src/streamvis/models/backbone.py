@@ -3,7 +3,7 @@
 The norm is FrozenBatchNorm (official, for ImageNet-initialised training), BatchNorm or GroupNorm
 (for training from scratch, where FrozenBN is the identity), under the same module names. Names
 follow detectron2 (``stem.conv1``, ``res2.0.conv1``, ``res2.0.conv1.norm``, ``res2.0.shortcut``) so
-that official and ImageNet checkpoints map onto it by renaming prefixes (see models/convert.py).
+that official and ImageNet checkpoints map onto it by renaming prefixes (see models/crossvis/convert.py).
 Reference facts.md, section 2.
 """
 
