@@ -539,7 +539,8 @@ def ytvis_problems(data, *, path=None) -> Iterator[Problem]:
     """Every problem of a YouTube-VIS 2019/2021 or OVIS annotation dict, in file order.
 
     Extra keys are allowed; ``annotations`` may be absent or null (valid/test splits). Problems
-    of compressed RLE strings are found in bulk and come after the problems of their annotation.
+    of compressed RLE strings are found in bulk: they come after the other problems (of every
+    256 KB of strings), so the first record is the first structural problem when there is one.
 
     Args:
         data: the parsed json.

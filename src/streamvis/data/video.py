@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -155,7 +156,7 @@ def read_image(path) -> np.ndarray:
             rgb = np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise StreamvisError(f"{path}: no such image file") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataFormatError(f"cannot decode image ({err})", path=path) from None
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
@@ -177,33 +178,83 @@ def _open_container(path: Path):
     return container
 
 
-def read_frames(path) -> Iterator[np.ndarray]:
+class VideoDecodeWarning(UserWarning):
+    """A video stopped decoding early (corrupt or truncated mid-stream); the frames before it were kept."""
+
+
+def read_frames(path, *, strict: bool = False) -> Iterator[np.ndarray]:
     """Yield the frames of an MP4 (any FFmpeg-readable video) or a frame folder, one at a time.
+
+    A video that cannot be decoded past some frame (corrupt or truncated mid-stream), or whose
+    frame size changes, keeps the frames decoded before it: a `VideoDecodeWarning` names the frame
+    index where decoding stopped and the reason. With ``strict=True`` a `DataFormatError` naming
+    that frame is raised there instead (the consumer then writes nothing). A video that is
+    truncated where its container says more frames follow (``moov`` first) is treated the same.
+    A file that yields no frame at all always raises. Frame folders are always strict: a frame
+    file that does not decode, or has another size than the first, raises.
+
+    (``streamvis predict`` reads with the default ``strict=False``; its ``--strict`` flag is to be
+    wired to this option.)
 
     Args:
         path: a video file, or a folder of png/jpg frames (read in file-name order).
+        strict: raise instead of warning when decoding stops early.
 
     Yields:
-        (H, W, 3) uint8 BGR frames. Decoding is lazy: memory does not grow with the video length.
+        (H, W, 3) uint8 BGR frames, all of one size. Decoding is lazy: memory does not grow with
+        the video length.
 
     Raises:
-        StreamvisError: the path does not exist; DataFormatError: it cannot be decoded.
+        StreamvisError: the path does not exist; DataFormatError: it cannot be decoded (at all, or
+        past some frame with ``strict=True``).
     """
     path = Path(path)
     _check_exists(path)
     if path.is_dir():
-        for file in list_frame_files(path):
-            yield read_image(file)
+        yield from _read_folder(path)
         return
     av = _av()
     container = _open_container(path)
+    index, size, failure = 0, None, None
     try:
-        for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="bgr24")
-    except av.FFmpegError as err:
-        raise DataFormatError(f"cannot decode the video ({err})", path=path) from None
+        declared = int(container.streams.video[0].frames or 0)
+        try:
+            for frame in container.decode(video=0):
+                image = frame.to_ndarray(format="bgr24")
+                if size is None:
+                    size = image.shape[:2]
+                elif image.shape[:2] != size:
+                    failure = (f"the frame size changes from {size[0]}x{size[1]} to "
+                               f"{image.shape[0]}x{image.shape[1]}")
+                    break
+                yield image
+                index += 1
+        except (av.FFmpegError, ValueError, MemoryError) as err:
+            failure = f"cannot decode the video ({err})"
+        if failure is None and declared and index < declared:
+            failure = f"the stream ends early: the container declares {declared} frames (truncated file?)"
     finally:
         container.close()
+    if failure is None:
+        return
+    if strict or index == 0:
+        raise DataFormatError(f"decoding stopped at frame {index}: {failure}", path=path)
+    warnings.warn(
+        f"{path}: decoding stopped at frame {index}: {failure}; keeping the {index} frames decoded "
+        "before it (strict mode raises instead)", VideoDecodeWarning, stacklevel=2)
+
+
+def _read_folder(folder: Path) -> Iterator[np.ndarray]:
+    size = None
+    for file in list_frame_files(folder):
+        image = read_image(file)
+        if size is None:
+            size = image.shape[:2]
+        elif image.shape[:2] != size:
+            raise DataFormatError(
+                f"the frame is {image.shape[0]}x{image.shape[1]} but the folder's first frame is "
+                f"{size[0]}x{size[1]}; all frames of a video must have one size", path=file)
+        yield image
 
 
 def probe(path) -> tuple[int | None, int, int, float | None]:
