@@ -276,7 +276,12 @@ def probe(path) -> tuple[int | None, int, int, float | None]:
         num_frames = int(stream.frames) or None
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
-        return num_frames, int(stream.codec_context.height), int(stream.codec_context.width), fps
+        codec = stream.codec_context  # None when the stream's codec could not be found (damaged header)
+        height, width = (int(codec.height), int(codec.width)) if codec is not None else (0, 0)
+        if height <= 0 or width <= 0:
+            raise DataFormatError("the video stream has no frame size (a damaged or truncated file?)",
+                                  path=path)
+        return num_frames, height, width, fps
     finally:
         container.close()
 
