@@ -16,6 +16,7 @@ points that read that kind and returns an `Outcome`:
   ``"bad_message"`` (no one-paragraph streamvis error line), ``"partial_output"`` (a temporary
   file left, or an output written by a command that failed), ``"hang"`` (past the time limit),
   ``"disagree"`` (loading and check-dataset gave different verdicts on an annotation json),
+  ``"crash"`` (a child process killed by a signal, e.g. a segfault in native code),
   ``"executed"`` (a pickle's code ran).
 
 Kinds: ``annotation_json``, ``results_json``, ``frame_folder``, ``mp4``, ``config``, ``weights``.
@@ -189,22 +190,44 @@ class Seeds:
 
     @property
     def weights(self) -> Path:
-        """A small valid streamvis weights file (a 1-block ResNet-18-width CrossVIS; built once)."""
+        """A small valid streamvis weights file (a tiny CrossVIS, `tiny_weights_file`; built once)."""
         if self._weights is None:
             self._weights = self.folder / "weights.pth"
             if not self._weights.exists():
-                _write_small_weights(self._weights)
+                tiny_weights_file(self._weights)
         return self._weights
 
 
-def _write_small_weights(path: Path) -> None:
-    """The bundled model's weights file, cut to what `load_model` needs (model + config)."""
+def tiny_weights_file(path: Path) -> Path:
+    """A streamvis weights file of a tiny random CrossVIS (as in tests/commands/test_predict_cli.py)."""
     import torch
 
-    data = torch.load(
-        REPO / "src" / "streamvis" / "assets" / "default_model.pth", map_location="cpu", weights_only=True
+    from streamvis.models.build import ModelConfig, build_model
+    from streamvis.models.convert import weights_file
+    from streamvis.utils.io import atomic_torch_save
+
+    cfg = ModelConfig(
+        depth=18,
+        num_classes=3,
+        fpn_channels=32,
+        head_channels=64,
+        head_num_convs=1,
+        mask_branch_channels=16,
+        mask_branch_num_convs=1,
+        reid_dim=16,
+        num_identities=10,
+        detections_per_frame=3,
+        test_short_side=64,
+        test_max_size=96,
     )
-    torch.save({"model": data["model"], "config": data["config"], "meta": data.get("meta", {})}, path)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.head.cls_logits.bias[0] = 4.0  # untrained: make class 0 fire everywhere
+        model.head.bbox_pred.bias.fill_(2.0)
+        model.head.controller.bias[-1] = 8.0  # the last dynamic-conv bias: masks on
+    atomic_torch_save(weights_file(model.state_dict(), cfg), path)
+    return path
 
 
 # -------------------------------------------------------------------------------------- mutations
@@ -335,8 +358,61 @@ def _serialize(rng: random.Random, data, mutations: list[str]) -> bytes:
     return text
 
 
+def _benign_annotation_mutation(rng: random.Random, data: dict) -> str:
+    """A change that keeps an annotation dict valid but unusual (the paths past validation run)."""
+    op = rng.choice(
+        [
+            "unicode_names",
+            "empty_annotations",
+            "all_null",
+            "empty_video",
+            "big_ids",
+            "unused_category",
+            "crowd_bool",
+            "no_boxes",
+            "huge_area",
+            "outside_polygon",
+        ]
+    )
+    anns = data.get("annotations") or []
+    if op == "unicode_names":
+        for category in data["categories"]:
+            category["name"] = "\u00e9\u202e\U0001f600 " + category["name"]
+    elif op == "empty_annotations":
+        data["annotations"] = rng.choice([[], None])
+    elif op == "all_null":
+        for ann in anns:
+            ann["segmentations"] = [None] * len(ann["segmentations"])
+            ann.pop("bboxes", None), ann.pop("areas", None)
+    elif op == "empty_video":
+        data["videos"].append({"id": 99, "width": W, "height": H, "length": 0, "file_names": []})
+    elif op == "big_ids":
+        mapping = {1: 2**62, 2: -5}
+        for video in data["videos"]:
+            video["id"] = mapping.get(video["id"], video["id"])
+        for ann in anns:
+            ann["video_id"] = mapping.get(ann["video_id"], ann["video_id"])
+    elif op == "unused_category":
+        data["categories"].append({"id": 77, "name": "unused"})
+    elif op == "crowd_bool":
+        for ann in anns:
+            ann["iscrowd"] = bool(ann.get("iscrowd", 0))
+    elif op == "no_boxes":
+        for ann in anns:
+            ann["bboxes"] = None
+    elif op == "huge_area" and anns:
+        anns[0]["areas"] = [1e308 if a is not None else None for a in anns[0].get("areas") or [0, 0, 0]]
+    elif op == "outside_polygon" and len(anns) > 1:
+        anns[1]["segmentations"][0] = [[-5.0, -5.0, W + 5.0, -5.0, W + 5.0, H + 5.0]]
+    return f"benign {op}"
+
+
 def _mutated_json(rng: random.Random, data, mutations: list[str]) -> bytes:
     data = copy.deepcopy(data)
+    if isinstance(data, dict) and rng.random() < 0.3:
+        mutations.append(_benign_annotation_mutation(rng, data))
+        if rng.random() < 0.5:
+            return json.dumps(data).encode()
     for _ in range(rng.randint(1, 3)):
         mutations.append(_mutate_tree(rng, data))
     return _serialize(rng, data, mutations)
@@ -348,8 +424,32 @@ def _partial_outputs(folder: Path) -> list[str]:
     return [str(p) for p in folder.rglob(".*.tmp*")]
 
 
+SUBPROCESS = False  # True: `run_cli` starts `python -m streamvis` (real stdout encoding, crashes seen)
+
+
+def _run_subprocess(argv: list[str]) -> tuple[object, str]:
+    """(exit code or a failure string, stderr) of ``python -m streamvis ARGV`` in a child process."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "streamvis", *argv],
+            capture_output=True,
+            timeout=CASE_TIME_LIMIT_S,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return "hang", ""
+    stderr = done.stderr.decode("utf-8", "replace")
+    if done.returncode < 0:  # killed by a signal: a crash in native code (e.g. a segfault)
+        return "crash", f"signal {-done.returncode}; {stderr[-300:]}"
+    return done.returncode, stderr
+
+
 def run_cli(argv: list[str], *, ok_codes=(0,), outputs=(), folder: Path) -> tuple[str, str]:
-    """Run ``streamvis ARGV`` in-process; classify it as ok / error / a failure kind.
+    """Run ``streamvis ARGV`` (in-process, or in a child process when `SUBPROCESS`); classify it.
 
     Args:
         argv: the command line after ``streamvis``.
@@ -362,6 +462,11 @@ def run_cli(argv: list[str], *, ok_codes=(0,), outputs=(), folder: Path) -> tupl
     """
     from streamvis.cli import main
 
+    if SUBPROCESS:
+        code, stderr = _run_subprocess(argv)
+        if code in ("hang", "crash"):
+            return code, f"{argv[0]}: {stderr or 'no answer within the time limit'}"
+        return _classify(argv, code, stderr, ok_codes, outputs, folder)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -374,7 +479,11 @@ def run_cli(argv: list[str], *, ok_codes=(0,), outputs=(), folder: Path) -> tupl
             return "hang", f"{argv[0]}: no answer within {CASE_TIME_LIMIT_S} s"
         except BaseException as exc:  # noqa: BLE001 (that is what is being measured)
             return "traceback", f"{argv[0]}: {type(exc).__name__}: {str(exc)[:300]}"
-    stderr = err.getvalue()
+    return _classify(argv, code, err.getvalue(), ok_codes, outputs, folder)
+
+
+def _classify(argv, code, stderr: str, ok_codes, outputs, folder: Path) -> tuple[str, str]:
+    """ok / error / a failure kind, from a command's exit code, stderr and the files it left."""
     left = _partial_outputs(folder)
     if left:
         return "partial_output", f"{argv[0]}: temporary files left: {left}"

@@ -7,6 +7,7 @@ outcomes); hypothesis draws the case seeds, derandomised, so every run tries the
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -191,3 +192,24 @@ def test_a_config_integer_past_4300_digits_is_a_config_error(tmp_path):
     path.write_text("seed: " + "9" * 5000 + "\n")
     outcome, detail, _ = corpus.run_library("load_config", load_config, path, [])
     assert outcome == "error", detail
+
+
+@pytest.mark.parametrize(("kind", "seed"), [("annotation_json", 3), ("results_json", 5), ("mp4", 1)])
+def test_cases_through_a_child_process(seeds, workdir, kind, seed, monkeypatch):
+    """A few cases via ``python -m streamvis``: real stdout encoding; a native crash is seen, not fatal."""
+    monkeypatch.setattr(corpus, "SUBPROCESS", True)
+    _check(kind, seed, seeds, workdir)
+
+
+def test_lone_surrogates_in_names_are_printed_escaped(tmp_path):
+    """json allows "\\ud800"; printing it to a UTF-8 stdout raised UnicodeEncodeError (check-dataset)."""
+    gt = {
+        "videos": [{"id": 1, "width": 4, "height": 4, "length": 1, "file_names": ["\ud800.jpg"]}],
+        "categories": [{"id": 1, "name": "\ud800"}],
+        "annotations": [],
+    }
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    code, stderr = corpus._run_subprocess(
+        ["check-dataset", "--gt", str(tmp_path / "gt.json"), "--images", str(tmp_path), "--no-progress"]
+    )
+    assert code == 1 and "Traceback" not in stderr, stderr
