@@ -239,3 +239,35 @@ def test_json_size_is_capped(tmp_path, monkeypatch):
         load_ytvis(path)
     monkeypatch.setenv("STREAMVIS_MAX_JSON_BYTES", str(10**6))
     assert load_ytvis(path) == _gt()
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_loading_and_check_dataset_give_the_same_verdict(tmp_path_factory, seed):
+    """On mutated annotation json (the fuzz corpus' mutations): loading raises iff check-dataset
+    finds an error-level json problem, and loading raises exactly check-dataset's first error."""
+    import random
+
+    from tests.fuzz.corpus import _mutated_json
+
+    folder = tmp_path_factory.mktemp("verdict")
+    path = folder / "gt.json"
+    path.write_bytes(_mutated_json(random.Random(seed), _gt(), []))
+    try:
+        load_ytvis(path)
+        load_error = None
+    except DataFormatError as err:
+        load_error = str(err)
+    try:
+        data = read_json(path)
+    except DataFormatError as err:
+        assert load_error == str(err)  # unparseable: both refuse with the parser's message
+        return
+    errors = [p for p in ytvis_problems(data, path=path) if p.is_error]
+    assert (load_error is None) == (not errors)
+    if errors:
+        assert load_error == str(errors[0])
+        report = check_dataset(path, folder)
+        not_json = ("missing_frame", "unreadable_frame", "frame_size_mismatch", "empty_mask")
+        assert sum(n for k, n in report.counts.items() if k not in not_json) == len(errors)

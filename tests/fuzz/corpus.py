@@ -720,7 +720,7 @@ def run_results_json(path: Path, seeds: Seeds, folder: Path) -> tuple[str, str]:
                 "render",
                 "--results",
                 str(path),
-                "--source",
+                "--gt-or-video",
                 str(seeds.gt_json),
                 "--images",
                 str(seeds.images),
@@ -865,11 +865,23 @@ def run_mp4(path: Path, seeds: Seeds, folder: Path) -> tuple[str, str]:
         run_library("probe", probe, path)[:2],
     ]
     entries = folder / "one_video_results.json"
-    entries.write_text(json.dumps([{"video_id": 1, "category_id": 1, "score": 0.5, "segmentations": []}]))
+    segmentations = [_box_rle(5, 5, 20, 20, size=(48, 64))] + [None] * 11  # the seed video: 12 frames 48x64
+    entries.write_text(
+        json.dumps([{"video_id": 1, "category_id": 1, "score": 0.5, "segmentations": segmentations}])
+    )
     out = folder / "render"
     results.append(
         run_cli(
-            ["render", "--results", str(entries), "--source", str(path), "--out", str(out), "--no-progress"],
+            [
+                "render",
+                "--results",
+                str(entries),
+                "--gt-or-video",
+                str(path),
+                "--out",
+                str(out),
+                "--no-progress",
+            ],
             folder=folder,
         )
     )

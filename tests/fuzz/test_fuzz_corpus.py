@@ -78,9 +78,21 @@ def test_the_seed_inputs_succeed(seeds, workdir):
     assert load_results(seeds.results, seeds.gt) == seeds.results
     report = check_dataset(seeds.gt_json, seeds.images)
     assert report.num_errors == 0 and report.num_frames == 5
-    folder = workdir / "seed"
-    folder.mkdir()
-    assert corpus.run_annotation_json(seeds.gt_json, seeds, folder) == ("ok", "")
+    for kind, make_input in {
+        "annotation_json": lambda folder: seeds.gt_json,
+        "results_json": lambda folder: _write(folder / "results.json", json.dumps(seeds.results)),
+        "frame_folder": lambda folder: seeds.images,
+        "mp4": lambda folder: seeds.mp4,
+    }.items():
+        folder = workdir / f"seed_{kind}"
+        folder.mkdir()
+        run = corpus.CASES[kind][1]
+        assert run(make_input(folder), seeds, folder) == ("ok", ""), kind
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
 
 
 def _pickle_loaders(tmp_path):
