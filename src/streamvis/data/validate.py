@@ -246,29 +246,31 @@ def _decode_runs(text: bytes, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarr
     cut_short = ~run_end[last_chars]  # (S,) the last run never ends
     run_end[last_chars] = True  # a run never continues into the next string
     ends = np.flatnonzero(run_end).astype(np.int32)  # (R,)
-    starts = np.empty_like(ends)
-    starts[0], starts[1:] = 0, ends[:-1] + 1
-    run_chars = ends - starts + 1  # (R,)
-    owner = np.searchsorted(string_starts, starts, side="right").astype(np.int32) - 1  # (R,)
+    runs_per_string = np.add.reduceat(run_end, string_starts, dtype=np.int32)  # (S,)
+    owner = np.repeat(np.arange(len(lengths), dtype=np.int32), runs_per_string)  # (R,)
+    first_run = np.cumsum(runs_per_string, dtype=np.int32) - runs_per_string  # (S,)
+    runs = (chunks[ends] & 0x1F).astype(np.int32)  # (R,) one-character runs are done here (most runs)
+    run_chars = np.diff(ends, prepend=np.int32(-1))  # (R,)
     bad = cut_short
-    bad[owner[run_chars > _MAX_RUN_CHARS]] = True
-    low = (chunks & 0x1F).astype(np.int32)
-    runs = low[starts]  # (R,) int32: 6 chunks of 5 bits fit
-    for k in range(1, _MAX_RUN_CHARS):
-        longer = np.flatnonzero(run_chars > k)
-        if not len(longer):
-            break
-        runs[longer] += low[starts[longer] + k] << (5 * k)
+    multi = np.flatnonzero(run_chars > 1)  # runs of 2+ characters: least significant chunk first
+    if len(multi):
+        bad[owner[multi[run_chars[multi] > _MAX_RUN_CHARS]]] = True
+        chars = np.minimum(run_chars[multi], _MAX_RUN_CHARS)
+        starts = ends[multi] - run_chars[multi] + 1
+        value = np.zeros(len(multi), np.int32)
+        for k in range(_MAX_RUN_CHARS):
+            inside = k < chars
+            value[inside] += (chunks[starts[inside] + k] & 0x1F).astype(np.int32) << (5 * k)
+        runs[multi] = value
     negative = np.flatnonzero(chunks[ends] & 0x10)  # x |= -1 << 5 * chars
     runs[negative] -= np.int32(1) << (5 * np.minimum(run_chars[negative], _MAX_RUN_CHARS))
-    first_run = np.searchsorted(owner, np.arange(len(lengths), dtype=np.int32))  # (S,) each string's first
-    index = np.arange(len(runs), dtype=np.int32) - first_run[owner]  # (R,) run index within its string
+    index = np.arange(len(runs), dtype=np.int32) - np.repeat(first_run, runs_per_string)  # within string
     odd, even = (index & 1) == 1, ((index & 1) == 0) & (index >= 2)
     decoded = runs.astype(np.int64)
     for chain in (odd, even):  # rleFrString: if (m > 2) x += cnts[m - 2]
         partial = np.cumsum(np.where(chain, decoded, 0))
         before = partial[first_run] - np.where(chain[first_run], decoded[first_run], 0)  # (S,) sum before
-        decoded[chain] = (partial - before[owner])[chain]
+        decoded[chain] = (partial - np.repeat(before, runs_per_string))[chain]
     return decoded, owner, bad
 
 
