@@ -7,11 +7,11 @@ import json
 import av
 import numpy as np
 import pytest
+from tests.fuzz.corpus import tiny_weights_file
 
 from streamvis.cli import main
 from streamvis.data.video import VideoDecodeWarning, read_frames, write_video
 from streamvis.data.ytvis import load_results
-from tests.fuzz.corpus import tiny_weights_file
 
 
 @pytest.fixture(scope="module")

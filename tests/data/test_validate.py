@@ -188,7 +188,8 @@ def test_broken_rle_strings_are_refused(counts, reason):
 masks = st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1), st.floats(0, 1))
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(masks, min_size=1, max_size=8))
 def test_pycocotools_strings_are_accepted_and_their_prefixes_refused(specs):
     """Every string pycocotools writes passes; cutting it anywhere is found (runs no longer sum to H*W)."""
@@ -202,7 +203,7 @@ def test_pycocotools_strings_are_accepted_and_their_prefixes_refused(specs):
     assert all(reason is not None for reason in rle_string_problems(cut, pixels))
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(st.text(alphabet=[chr(c) for c in range(48, 112)], min_size=1, max_size=9), st.integers(1, 6),
        st.integers(1, 6))
 def test_what_the_check_accepts_pycocotools_decodes_faithfully(counts, height, width):

@@ -211,7 +211,7 @@ def run(workdir: Path, *, kills: int, seed: int) -> KillReport:
             raise RuntimeError(f"the reference run failed: {done.stderr[-2000:]}")
     rng = random.Random(seed)
     report = KillReport(
-        moments=sorted((rng.randint(0, MAX_ITER - 2), round(rng.uniform(0.0, 0.4), 3)) for _ in range(kills))
+        moments=sorted((rng.randint(0, MAX_ITER - 3), round(rng.uniform(0.0, 0.4), 3)) for _ in range(kills))
     )
     resumed = workdir / f"killed_{seed}"
     done = train_with_kills(config, resumed, report.moments, report)

@@ -25,7 +25,7 @@ def workdir(tmp_path_factory):
 
 def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(workdir):
     report = kill9.run(workdir, kills=1, seed=3)
-    assert report.restarts == 1 and report.killed_at[0] < kill9.MAX_ITER, report
+    assert report.restarts == 1, report
     assert report.weights_equal and report.losses_equal, report.differences
 
 
