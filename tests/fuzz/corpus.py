@@ -102,32 +102,22 @@ def seed_annotations() -> dict:
     """Two videos (3 and 2 frames of 24x32), two categories, every per-frame form."""
     videos = [
         {"id": 1, "width": W, "height": H, "length": 3, "file_names": ["a/0.jpg", "a/1.jpg", "a/2.jpg"]},
-        {"id": 2, "width": W, "height": H, "length": 2, "file_names": ["b/0.png", "b/1.png"]},
+        {"id": 2, "width": W, "height": H, "length": 2, "file_names": ["b/0.png", "b/1.png"]}
     ]
     uncompressed = {"size": [H, W], "counts": [100, 12, H * W - 112]}
     annotations = [
         {
-            "id": 1,
-            "video_id": 1,
-            "category_id": 1,
-            "iscrowd": 0,
-            "segmentations": [_box_rle(2, 3, 5, 6), None, uncompressed],
-            "bboxes": [[3.0, 2.0, 6.0, 5.0], None, [4.0, 4.0, 1.0, 12.0]],
-            "areas": [30, None, 12],
+            "id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0, "segmentations": [_box_rle(2, 3, 5, 6),
+            None, uncompressed], "bboxes": [[3.0, 2.0, 6.0, 5.0], None, [4.0, 4.0, 1.0, 12.0]], "areas": [30,
+            None, 12]
         },
         {
-            "id": 2,
-            "video_id": 1,
-            "category_id": 2,
-            "iscrowd": 0,
-            "segmentations": [[[1.0, 1.0, 10.0, 1.0, 10.0, 8.0]], _box_rle(10, 10, 4, 4), None],
+            "id": 2, "video_id": 1, "category_id": 2, "iscrowd": 0, "segmentations": [[[1.0, 1.0, 10.0, 1.0,
+            10.0, 8.0]], _box_rle(10, 10, 4, 4), None]
         },
         {
-            "id": 3,
-            "video_id": 2,
-            "category_id": 1,
-            "iscrowd": 1,
-            "segmentations": [_box_rle(0, 0, 3, 3), _box_rle(1, 1, 3, 3)],
+            "id": 3, "video_id": 2, "category_id": 1, "iscrowd": 1, "segmentations": [_box_rle(0, 0, 3, 3),
+            _box_rle(1, 1, 3, 3)]
         },
     ]
     categories = [{"id": 1, "name": "one"}, {"id": 2, "name": "two", "supercategory": "x"}]
@@ -138,10 +128,8 @@ def seed_results() -> list[dict]:
     return [
         {"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [_box_rle(2, 3, 5, 6), None, None]},
         {
-            "video_id": 1,
-            "category_id": 2,
-            "score": 0.4,
-            "segmentations": [None, _box_rle(10, 10, 4, 4), None],
+            "video_id": 1, "category_id": 2, "score": 0.4, "segmentations": [None, _box_rle(10, 10, 4, 4),
+            None]
         },
         {"video_id": 2, "category_id": 1, "score": 0.7, "segmentations": [_box_rle(0, 0, 3, 3), None]},
     ]
@@ -207,18 +195,9 @@ def tiny_weights_file(path: Path) -> Path:
     from streamvis.utils.io import atomic_torch_save
 
     cfg = ModelConfig(
-        depth=18,
-        num_classes=3,
-        fpn_channels=32,
-        head_channels=64,
-        head_num_convs=1,
-        mask_branch_channels=16,
-        mask_branch_num_convs=1,
-        reid_dim=16,
-        num_identities=10,
-        detections_per_frame=3,
-        test_short_side=64,
-        test_max_size=96,
+        depth=18, num_classes=3, fpn_channels=32, head_channels=64, head_num_convs=1, mask_branch_channels=16,
+        mask_branch_num_convs=1, reid_dim=16, num_identities=10, detections_per_frame=3, test_short_side=64,
+        test_max_size=96
     )
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -231,42 +210,18 @@ def tiny_weights_file(path: Path) -> Path:
 
 
 # -------------------------------------------------------------------------------------- mutations
+# values of every json type, biased to the troublemakers: NaN/inf, huge ints, bools, unicode, paths
+_TROUBLE_VALUES = (
+    None, True, False, 0, -1, 1, 2**31, 2**63, 10**30, -(10**20), 1.5, -0.0, float("nan"), float("inf"),
+    float("-inf"), 1e308, "", "x", "\u00e9\u202e\U0001f600", "\ud800", "../../etc/passwd", "/etc/passwd",
+    [], [None], [1, 2, 3], {}, {"size": [H, W], "counts": "0"}, {"a": [1, {"b": None}]}, [[1.0, 2.0, 3.0]],
+    "0" * 5000,
+)
+
+
 def _random_value(rng: random.Random):
-    """A value of a random type, biased to the troublemakers: NaN/inf, huge ints, bools, unicode."""
-    return rng.choice(
-        [
-            None,
-            True,
-            False,
-            0,
-            -1,
-            1,
-            2**31,
-            2**63,
-            10**30,
-            -(10**20),
-            1.5,
-            -0.0,
-            float("nan"),
-            float("inf"),
-            float("-inf"),
-            1e308,
-            "",
-            "x",
-            "é\u202e\U0001f600",
-            "\ud800",
-            "../../etc/passwd",
-            "/etc/passwd",
-            [],
-            [None],
-            [1, 2, 3],
-            {},
-            {"size": [H, W], "counts": "0"},
-            {"a": [1, {"b": None}]},
-            [[1.0, 2.0, 3.0]],
-            "0" * 5000,
-        ]
-    )
+    """A random value of `_TROUBLE_VALUES` (a copy, so mutating it changes nothing shared)."""
+    return copy.deepcopy(rng.choice(_TROUBLE_VALUES))
 
 
 def _nodes(obj, path=()):
@@ -290,16 +245,8 @@ def _mutate_tree(rng: random.Random, data) -> str:
     value = container[key]
     op = rng.choice(
         [
-            "delete",
-            "replace",
-            "replace",
-            "extra_key",
-            "shorten",
-            "lengthen",
-            "duplicate",
-            "rle_string",
-            "rle_size",
-            "number",
+            "delete", "replace", "replace", "extra_key", "shorten", "lengthen", "duplicate", "rle_string",
+            "rle_size", "number"
         ]
     )
     if op == "delete":
@@ -362,16 +309,8 @@ def _benign_annotation_mutation(rng: random.Random, data: dict) -> str:
     """A change that keeps an annotation dict valid but unusual (the paths past validation run)."""
     op = rng.choice(
         [
-            "unicode_names",
-            "empty_annotations",
-            "all_null",
-            "empty_video",
-            "big_ids",
-            "unused_category",
-            "crowd_bool",
-            "no_boxes",
-            "huge_area",
-            "outside_polygon",
+            "unicode_names", "empty_annotations", "all_null", "empty_video", "big_ids", "unused_category",
+            "crowd_bool", "no_boxes", "huge_area", "outside_polygon"
         ]
     )
     anns = data.get("annotations") or []
@@ -435,10 +374,8 @@ def _run_subprocess(argv: list[str]) -> tuple[object, str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "streamvis", *argv],
-            capture_output=True,
-            timeout=CASE_TIME_LIMIT_S,
-            env=env,
+            [sys.executable, "-m", "streamvis", *argv], capture_output=True, timeout=CASE_TIME_LIMIT_S,
+            env=env
         )
     except subprocess.TimeoutExpired:
         return "hang", ""
@@ -603,9 +540,7 @@ def _combine(results: list[tuple[str, str]]) -> tuple[str, str]:
         bug = known_bug(outcome, detail)
         marked.append(("known_bug", f"{detail} [owner: {bug.owner}]") if bug else (outcome, detail))
     for rank in (
-        lambda o: o not in GOOD_OUTCOMES + ("known_bug",),
-        lambda o: o == "known_bug",
-        lambda o: o == "error",
+        lambda o: o not in GOOD_OUTCOMES + ("known_bug",), lambda o: o == "known_bug", lambda o: o == "error"
     ):
         chosen = [r for r in marked if rank(r[0])]
         if chosen:
@@ -646,14 +581,8 @@ def run_annotation_json(path: Path, seeds: Seeds, folder: Path) -> tuple[str, st
     results.append(
         run_cli(
             [
-                "check-dataset",
-                "--gt",
-                str(path),
-                "--images",
-                str(seeds.images),
-                "--no-progress",
-                "--out",
-                str(report),
+                "check-dataset", "--gt", str(path), "--images", str(seeds.images), "--no-progress", "--out",
+                str(report)
             ],
             ok_codes=(0, 1),
             folder=folder,
@@ -665,8 +594,7 @@ def run_annotation_json(path: Path, seeds: Seeds, folder: Path) -> tuple[str, st
     results.append(
         run_cli(
             ["evaluate", "--gt", str(path), "--results", str(results_json), "--out", str(metrics)],
-            outputs=[metrics],
-            folder=folder,
+            outputs=[metrics], folder=folder
         )
     )
     if load[0] == "ok":
@@ -700,14 +628,8 @@ def run_results_json(path: Path, seeds: Seeds, folder: Path) -> tuple[str, str]:
     results.append(
         run_cli(
             [
-                "evaluate",
-                "--gt",
-                str(seeds.gt_json),
-                "--results",
-                str(path),
-                "--out",
-                str(metrics),
-                "--id-switches",
+                "evaluate", "--gt", str(seeds.gt_json), "--results", str(path), "--out", str(metrics),
+                "--id-switches"
             ],
             outputs=[metrics],
             folder=folder,
@@ -717,16 +639,8 @@ def run_results_json(path: Path, seeds: Seeds, folder: Path) -> tuple[str, str]:
     results.append(
         run_cli(
             [
-                "render",
-                "--results",
-                str(path),
-                "--gt-or-video",
-                str(seeds.gt_json),
-                "--images",
-                str(seeds.images),
-                "--out",
-                str(out),
-                "--no-progress",
+                "render", "--results", str(path), "--gt-or-video", str(seeds.gt_json), "--images",
+                str(seeds.images), "--out", str(out), "--no-progress"
             ],
             folder=folder,
         )
@@ -780,8 +694,7 @@ def run_frame_folder(images: Path, seeds: Seeds, folder: Path) -> tuple[str, str
     results = [
         run_cli(
             ["check-dataset", "--gt", str(seeds.gt_json), "--images", str(images), "--no-progress"],
-            ok_codes=(0, 1),
-            folder=folder,
+            ok_codes=(0, 1), folder=folder
         )
     ]
     for video in ("a", "b"):
@@ -796,15 +709,8 @@ def case_mp4(rng: random.Random, seeds: Seeds, folder: Path, mutations: list[str
     path = folder / "video.mp4"
     op = rng.choice(
         [
-            "truncate",
-            "truncate",
-            "zero_length",
-            "not_a_video",
-            "corrupt",
-            "corrupt",
-            "header",
-            "append",
-            "variable_size",
+            "truncate", "truncate", "zero_length", "not_a_video", "corrupt", "corrupt", "header", "append",
+            "variable_size"
         ]
     )
     mutations.append(op)
@@ -860,9 +766,8 @@ def run_mp4(path: Path, seeds: Seeds, folder: Path) -> tuple[str, str]:
     from streamvis.data.video import probe, read_frames
 
     results = [
-        run_library("read_frames", lambda: list(read_frames(path)))[:2],
-        run_library("read_frames(strict)", lambda: list(read_frames(path, strict=True)))[:2],
-        run_library("probe", probe, path)[:2],
+        run_library("read_frames", lambda: list(read_frames(path)))[:2], run_library("read_frames(strict)",
+        lambda: list(read_frames(path, strict=True)))[:2], run_library("probe", probe, path)[:2]
     ]
     entries = folder / "one_video_results.json"
     segmentations = [_box_rle(5, 5, 20, 20, size=(48, 64))] + [None] * 11  # the seed video: 12 frames 48x64
@@ -873,14 +778,8 @@ def run_mp4(path: Path, seeds: Seeds, folder: Path) -> tuple[str, str]:
     results.append(
         run_cli(
             [
-                "render",
-                "--results",
-                str(entries),
-                "--gt-or-video",
-                str(path),
-                "--out",
-                str(out),
-                "--no-progress",
+                "render", "--results", str(entries), "--gt-or-video", str(path), "--out", str(out),
+                "--no-progress"
             ],
             folder=folder,
         )
@@ -890,43 +789,13 @@ def run_mp4(path: Path, seeds: Seeds, folder: Path) -> tuple[str, str]:
 
 # ---------------------------------------------------------------------------------- YAML and --set
 _OVERRIDE_KEYS = [
-    "model.num_classes",
-    "solver.max_iter",
-    "solver.base_lr",
-    "solver.steps",
-    "train.device",
-    "data.short_sides",
-    "seed",
-    "model",
-    "model.preset",
-    "nope.key",
-    "solver.max_itr",
-    "",
-    "model.num_classes.x",
-    "train.amp",
-    "data.train_json",
-    "output_dir",
+    "model.num_classes", "solver.max_iter", "solver.base_lr", "solver.steps", "train.device",
+    "data.short_sides", "seed", "model", "model.preset", "nope.key", "solver.max_itr", "",
+    "model.num_classes.x", "train.amp", "data.train_json", "output_dir"
 ]
 _OVERRIDE_VALUES = [
-    "1",
-    "-1",
-    "0",
-    "abc",
-    "1e400",
-    "nan",
-    ".inf",
-    "[1, 2]",
-    "[",
-    "{a: 1}",
-    "null",
-    "true",
-    "9" * 5000,
-    "!!python/object/apply:os.system ['true']",
-    "*anchor",
-    "'x'",
-    "[[[[[]]]]]",
-    "",
-    "\u00e9",
+    "1", "-1", "0", "abc", "1e400", "nan", ".inf", "[1, 2]", "[", "{a: 1}", "null", "true", "9" * 5000,
+    "!!python/object/apply:os.system ['true']", "*anchor", "'x'", "[[[[[]]]]]", "", "\u00e9"
 ]
 
 
@@ -1009,16 +878,8 @@ def case_weights(rng: random.Random, seeds: Seeds, folder: Path, mutations: list
     marker = folder / "pwned_by_pickle"
     op = rng.choice(
         [
-            "truncate",
-            "garbage",
-            "empty",
-            "pickle_code",
-            "pickle_code",
-            "wrong_keys",
-            "wrong_shapes",
-            "wrong_types",
-            "bad_config",
-            "zip_member",
+            "truncate", "garbage", "empty", "pickle_code", "pickle_code", "wrong_keys", "wrong_shapes",
+            "wrong_types", "bad_config", "zip_member"
         ]
     )
     mutations.append(f"{op} ({path.suffix})")
@@ -1078,8 +939,8 @@ def run_weights(case, seeds: Seeds, folder: Path) -> tuple[str, str]:
 
     path, marker = case
     results = [
-        run_library("load_model", load_model, path)[:2],
-        run_library("load_checkpoint", load_checkpoint, path)[:2],
+        run_library("load_model", load_model, path)[:2], run_library("load_checkpoint", load_checkpoint,
+        path)[:2]
     ]
     out = folder / "converted.pth"
     results.append(
@@ -1098,12 +959,9 @@ def run_weights(case, seeds: Seeds, folder: Path) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------------------- driver
 CASES = {
-    "annotation_json": (case_annotation_json, run_annotation_json),
-    "results_json": (case_results_json, run_results_json),
-    "frame_folder": (case_frame_folder, run_frame_folder),
-    "mp4": (case_mp4, run_mp4),
-    "config": (case_config, run_config),
-    "weights": (case_weights, run_weights),
+    "annotation_json": (case_annotation_json, run_annotation_json), "results_json": (case_results_json,
+    run_results_json), "frame_folder": (case_frame_folder, run_frame_folder), "mp4": (case_mp4, run_mp4),
+    "config": (case_config, run_config), "weights": (case_weights, run_weights)
 }
 
 

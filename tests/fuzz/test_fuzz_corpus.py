@@ -17,12 +17,7 @@ from tests.fuzz import corpus
 
 # examples per kind: small enough that the whole file adds well under a minute to `make test`
 EXAMPLES = {
-    "annotation_json": 40,
-    "results_json": 25,
-    "frame_folder": 12,
-    "mp4": 12,
-    "config": 30,
-    "weights": 12,
+    "annotation_json": 40, "results_json": 25, "frame_folder": 12, "mp4": 12, "config": 30, "weights": 12
 }
 
 
@@ -46,11 +41,8 @@ def _check(kind, seed, seeds, workdir):
 
 def _fuzz(kind):
     @settings(
-        max_examples=EXAMPLES[kind],
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        max_examples=EXAMPLES[kind], deadline=None, derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
     )
     @given(seed=st.integers(0, 2**31 - 1))
     def test(seeds, workdir, seed):
@@ -148,10 +140,11 @@ _CLEAN_REFUSAL_BUGS = {
 }
 
 
-@pytest.mark.parametrize(
-    "loader",
-    ["load_model", "load_checkpoint", "read_numpy_pickle", "load_torchvision_resnet", "convert", "export"],
-)
+LOADERS = ["load_model", "load_checkpoint", "read_numpy_pickle", "load_torchvision_resnet", "convert",
+           "export"]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
 def test_a_code_running_pickle_is_refused_with_one_clean_paragraph(tmp_path, loader, request):
     if loader in _CLEAN_REFUSAL_BUGS:
         request.applymarker(pytest.mark.xfail(strict=True, reason=_CLEAN_REFUSAL_BUGS[loader]))
@@ -217,8 +210,7 @@ def test_lone_surrogates_in_names_are_printed_escaped(tmp_path):
     """json allows "\\ud800"; printing it to a UTF-8 stdout raised UnicodeEncodeError (check-dataset)."""
     gt = {
         "videos": [{"id": 1, "width": 4, "height": 4, "length": 1, "file_names": ["\ud800.jpg"]}],
-        "categories": [{"id": 1, "name": "\ud800"}],
-        "annotations": [],
+        "categories": [{"id": 1, "name": "\ud800"}], "annotations": []
     }
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     code, stderr = corpus._run_subprocess(

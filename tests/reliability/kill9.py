@@ -80,10 +80,8 @@ class KillReport:
 
 def _env() -> dict:
     return dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
+        os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"
     )
 
 
@@ -98,19 +96,8 @@ def prepare(workdir: Path) -> Path:
     if not (data / "instances.json").exists():
         subprocess.run(
             _streamvis(
-                "synth",
-                "--out",
-                str(data),
-                "--videos",
-                "2",
-                "--seed",
-                "0",
-                "--size",
-                "48x64",
-                "--frames",
-                "4",
-                "--classes",
-                "2",
+                "synth", "--out", str(data), "--videos", "2", "--seed", "0", "--size", "48x64", "--frames",
+                "4", "--classes", "2"
             ),
             check=True,
             capture_output=True,
@@ -126,10 +113,7 @@ def train(config: Path, output_dir: Path) -> subprocess.CompletedProcess:
     """One uninterrupted ``streamvis train --resume`` run to the end."""
     return subprocess.run(
         _streamvis("train", "--config", str(config), "--output-dir", str(output_dir), "--resume"),
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=PROCESS_TIME_LIMIT_S,
+        capture_output=True, text=True, env=_env(), timeout=PROCESS_TIME_LIMIT_S
     )
 
 
@@ -151,9 +135,7 @@ def train_with_kills(config: Path, output_dir: Path, moments: list[tuple[int, fl
     for after_iteration, delay in moments:
         process = subprocess.Popen(
             _streamvis("train", "--config", str(config), "--output-dir", str(output_dir), "--resume"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=_env(),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
         )
         deadline = time.monotonic() + PROCESS_TIME_LIMIT_S
         while process.poll() is None and _logged_iteration(output_dir) < after_iteration:

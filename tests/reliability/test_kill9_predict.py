@@ -40,11 +40,8 @@ def workdir(tmp_path_factory):
     tiny_weights_file(folder / "tiny.pth")
     started = time.monotonic()
     done = subprocess.run(
-        _predict(folder, folder / "reference"),
-        capture_output=True,
-        text=True,
-        env=kill9._env(),
-        timeout=kill9.PROCESS_TIME_LIMIT_S,
+        _predict(folder, folder / "reference"), capture_output=True, text=True, env=kill9._env(),
+        timeout=kill9.PROCESS_TIME_LIMIT_S
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return folder, time.monotonic() - started
@@ -85,11 +82,8 @@ def test_predict_resume_after_a_kill_equals_an_uninterrupted_run(workdir):
         os.kill(process.pid, signal.SIGKILL)
     process.wait()
     done = subprocess.run(
-        _predict(folder, out, "--resume"),
-        capture_output=True,
-        text=True,
-        env=kill9._env(),
-        timeout=kill9.PROCESS_TIME_LIMIT_S,
+        _predict(folder, out, "--resume"), capture_output=True, text=True, env=kill9._env(),
+        timeout=kill9.PROCESS_TIME_LIMIT_S
     )
     assert done.returncode == 0, done.stderr[-1500:]
     assert json.loads((out / "results.json").read_text()) == json.loads(
