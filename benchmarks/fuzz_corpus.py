@@ -1,6 +1,6 @@
 """Run the fuzz corpus at scale and print the count of cases per input kind and per outcome.
 
-    PYTHONPATH=src python benchmarks/fuzz_corpus.py --cases 2000 [--seed 0] [--kinds mp4,config]
+    PYTHONPATH=src python benchmarks/fuzz_corpus.py --cases 2000 [--seed 0] [--kinds mp4,config] [--predict]
 
 Cases are those of ``tests/fuzz/corpus.py`` (the test suite runs a few dozen per kind); kinds
 take turns, case seeds are ``seed, seed + 1, ...``. Good outcomes are ``ok`` and ``error`` (a
@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="first case seed")
     parser.add_argument("--kinds", default=",".join(corpus.KINDS), help="comma-separated input kinds")
     parser.add_argument("--show", type=int, default=20, help="failures listed in full")
+    parser.add_argument("--predict", action="store_true",
+                        help="also run frame folders and MP4s through `streamvis predict` (tiny model)")
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = sorted(set(kinds) - set(corpus.KINDS))
@@ -38,6 +40,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    corpus.PREDICT = args.predict
     counts: Counter = Counter()
     failures = []
     started = time.perf_counter()

@@ -364,6 +364,7 @@ def _partial_outputs(folder: Path) -> list[str]:
 
 
 SUBPROCESS = False  # True: `run_cli` starts `python -m streamvis` (real stdout encoding, crashes seen)
+PREDICT = False  # True: frame folders and MP4s also go through `streamvis predict` (tiny model, ~2 s)
 
 
 def _run_subprocess(argv: list[str]) -> tuple[object, str]:
@@ -648,6 +649,13 @@ def run_results_json(path: Path, seeds: Seeds, folder: Path) -> tuple[str, str]:
     return _combine(results)
 
 
+def _predict(folder: Path, seeds: Seeds, source: Path) -> tuple[str, str]:
+    """``streamvis predict`` with the tiny seed weights on a video file or a frame folder."""
+    out = folder / "predict"
+    return run_cli(["predict", "--weights", str(seeds.weights), "--input", str(source), "--out", str(out),
+                    "--no-progress"], outputs=[out / "results.json"], folder=folder)
+
+
 # ------------------------------------------------------------------------------------- frame folders
 def case_frame_folder(rng: random.Random, seeds: Seeds, folder: Path, mutations: list[str]):
     images = folder / "images"
@@ -700,6 +708,8 @@ def run_frame_folder(images: Path, seeds: Seeds, folder: Path) -> tuple[str, str
     for video in ("a", "b"):
         results.append(run_library("read_frames", lambda v=video: list(read_frames(images / v)))[:2])
     results.append(_dataset_item(seeds.gt_json, images))
+    if PREDICT:
+        results.append(_predict(folder, seeds, images / "a"))  # the folder of video "a"
     return _combine(results)
 
 
@@ -784,6 +794,8 @@ def run_mp4(path: Path, seeds: Seeds, folder: Path) -> tuple[str, str]:
             folder=folder,
         )
     )
+    if PREDICT:
+        results.append(_predict(folder, seeds, path))
     return _combine(results)
 
 

@@ -217,3 +217,10 @@ def test_lone_surrogates_in_names_are_printed_escaped(tmp_path):
         ["check-dataset", "--gt", str(tmp_path / "gt.json"), "--images", str(tmp_path), "--no-progress"]
     )
     assert code == 1 and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize(("kind", "seed"), [("mp4", 0), ("mp4", 4), ("frame_folder", 1), ("frame_folder", 2)])
+def test_cases_through_predict(seeds, workdir, kind, seed, monkeypatch):
+    """A few video inputs also through `streamvis predict` (tiny model; benchmark --predict: all)."""
+    monkeypatch.setattr(corpus, "PREDICT", True)
+    _check(kind, seed, seeds, workdir)

@@ -188,8 +188,8 @@ def read_frames(path, *, strict: bool = False) -> Iterator[np.ndarray]:
     A video that cannot be decoded past some frame (corrupt or truncated mid-stream), or whose
     frame size changes, keeps the frames decoded before it: a `VideoDecodeWarning` names the frame
     index where decoding stopped and the reason. With ``strict=True`` a `DataFormatError` naming
-    that frame is raised there instead (the consumer then writes nothing). A video that is
-    truncated where its container says more frames follow (``moov`` first) is treated the same.
+    that frame is raised there instead (the consumer then writes nothing). A video whose index
+    (``moov`` first) points past the end of the file, i.e. a truncated file, is treated the same.
     A file that yields no frame at all always raises. Frame folders are always strict: a frame
     file that does not decode, or has another size than the first, raises.
 
@@ -217,7 +217,7 @@ def read_frames(path, *, strict: bool = False) -> Iterator[np.ndarray]:
     container = _open_container(path)
     index, size, failure = 0, None, None
     try:
-        declared = int(container.streams.video[0].frames or 0)
+        indexed_end = _indexed_end(container)
         try:
             for frame in container.decode(video=0):
                 image = frame.to_ndarray(format="bgr24")
@@ -231,8 +231,9 @@ def read_frames(path, *, strict: bool = False) -> Iterator[np.ndarray]:
                 index += 1
         except (av.FFmpegError, ValueError, MemoryError) as err:
             failure = f"cannot decode the video ({err})"
-        if failure is None and declared and index < declared:
-            failure = f"the stream ends early: the container declares {declared} frames (truncated file?)"
+        if failure is None and indexed_end > path.stat().st_size:
+            failure = (f"the file is truncated: its index lists video data up to byte {indexed_end} but it "
+                       f"has {path.stat().st_size} bytes")
     finally:
         container.close()
     if failure is None:
@@ -242,6 +243,17 @@ def read_frames(path, *, strict: bool = False) -> Iterator[np.ndarray]:
     warnings.warn(
         f"{path}: decoding stopped at frame {index}: {failure}; keeping the {index} frames decoded "
         "before it (strict mode raises instead)", VideoDecodeWarning, stacklevel=2)
+
+
+def _indexed_end(container) -> int:
+    """The byte where the video stream's indexed packets end (0 when the container has no index).
+
+    An MP4 whose index (``moov``) comes first still opens when its end is cut off; its index then
+    points past the end of the file. (Comparing decoded with declared frame counts would also flag
+    valid files whose edit list drops frames.)
+    """
+    entries = getattr(container.streams.video[0], "index_entries", None) or ()  # PyAV >= 15
+    return max((entry.pos + entry.size for entry in entries if entry.pos >= 0), default=0)
 
 
 def _read_folder(folder: Path) -> Iterator[np.ndarray]:
