@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from streamvis.errors import DataFormatError, StreamvisError
+from streamvis.utils.io import cannot_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -65,10 +66,14 @@ class VideoWriter:
         self._container = None
         self._stream = None
         self._size: tuple[int, int] | None = None  # (H, W) of the first frame, before padding
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent
+            )
+        except OSError as err:
+            self._tmp = None
+            raise cannot_write(self.path, err) from None
         os.close(fd)
         umask = os.umask(0)  # mkstemp makes 0600 files; give the MP4 the permissions open() would
         os.umask(umask)
@@ -111,7 +116,11 @@ class VideoWriter:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as err:
+            self._discard()
+            raise cannot_write(self.path, err) from None
         self._tmp = None
 
     def _discard(self) -> None:
