@@ -115,7 +115,7 @@ def test_file_names_cannot_escape_the_image_root(tmp_path, name):
 
 
 def test_safe_file_names_pass():
-    for name in ("a.jpg", "video/00001.jpg", "a..b/c.jpg", "./a.jpg", "deep/er/x.png"):
+    for name in ("a.jpg", "video/00001.jpg", "a..b/c.jpg", "./a.jpg", "deep/er/x.png", "a:b.jpg", "..a.jpg"):
         assert check_file_name(name) is None, name
 
 

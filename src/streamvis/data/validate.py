@@ -215,7 +215,8 @@ def check_file_name(name) -> str | None:
     if "\x00" in name:
         return "contains a NUL character"
     parts = name.replace("\\", "/").split("/")
-    if name.startswith(("/", "\\")) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
+    windows_drive = len(name) > 1 and name[0].isalpha() and name[1] == ":" and name[2:3] in ("", "/", "\\")
+    if name.startswith(("/", "\\")) or os.path.isabs(name) or windows_drive:
         return f"{_short.repr(name)} is an absolute path; file names must be relative to the image root"
     if ".." in parts:
         return f"{_short.repr(name)} leaves the image root ('..'); file names must stay inside it"
