@@ -64,8 +64,8 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int | tup
     height, width = features.shape[-2:]
     samples_y = _axis_samples(geometry["start_y"], geometry["bin_h"], geometry["grid_h"], out_h, height)
     samples_x = _axis_samples(geometry["start_x"], geometry["bin_w"], geometry["grid_w"], out_w, width)
-    extent_y = _window_extent(samples_y[0])
-    extent_x = _window_extent(samples_x[0])
+    extent_y = _window_extent(samples_y[0]).cpu()  # chunk planning runs on the CPU
+    extent_x = _window_extent(samples_x[0]).cpu()
     # group RoIs of similar window shape so that a chunk pads little (by rows, then columns)
     order = torch.argsort(extent_y * (int(extent_x.max()) + 1) + extent_x, stable=True)
     sorted_y, sorted_x = extent_y[order], extent_x[order]
@@ -77,7 +77,7 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int | tup
         sizes = torch.arange(1, num_rois - start + 1)
         fits = sizes * max_y * max_x * channels <= _GATHER_BUDGET
         count = max(1, int(fits.sum()))  # the running product is non-decreasing, so `fits` is a prefix
-        chunk = order[start : start + count]
+        chunk = order[start : start + count].to(features.device)
         pooled = _align_chunk(flat, features.shape, geometry["batch"][chunk],
                               tuple(t[chunk] for t in samples_y), tuple(t[chunk] for t in samples_x))
         count_per_roi = (geometry["grid_h"][chunk] * geometry["grid_w"][chunk]).clamp(min=1)
@@ -122,8 +122,10 @@ def _axis_samples(start: torch.Tensor, bin_size: torch.Tensor, grid: torch.Tenso
     bins = torch.arange(pooled, dtype=start.dtype, device=start.device)[None, :, None]  # (1, P, 1)
     steps = torch.arange(max_grid, device=start.device)  # (G,)
     grid_f = grid.clamp(min=1).to(start.dtype)[:, None, None]
+    # samples past a RoI's own grid repeat its last one (weight 0), so they do not widen its window
+    own_steps = torch.minimum(steps[None, None, :], (grid - 1).clamp(min=0)[:, None, None])  # (R, 1, G)
     coord = (start[:, None, None] + bins * bin_size[:, None, None]
-             + (steps.to(start.dtype)[None, None, :] + 0.5) * bin_size[:, None, None] / grid_f)  # (R, P, G)
+             + (own_steps.to(start.dtype) + 0.5) * bin_size[:, None, None] / grid_f)  # (R, P, G)
     valid = (coord >= -1.0) & (coord <= length) & (steps[None, None, :] < grid[:, None, None])
     coord = coord.clamp(min=0)
     low = coord.floor().to(torch.int64)

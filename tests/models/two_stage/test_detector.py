@@ -117,3 +117,11 @@ def test_no_proposal_image():
         masks = detector.roi_head.predict_masks(features, [found], [(64, 64)])[0]
     assert found.boxes.shape == (0, 4) and found.labels.shape == (0,)
     assert masks.masks.shape == (0, 64, 64)
+
+
+def test_per_image_lists_must_match_the_batch():
+    detector = build_two_stage_detector(TwoStageConfig(num_classes=2, depth=18)).eval()
+    with pytest.raises(ValueError, match="image_sizes has 2 entries for a batch of 1"):
+        detector.predict(torch.zeros(1, 3, 64, 64), [(64, 64), (64, 64)])
+    with pytest.raises(ValueError, match="gt_labels has 0 entries"):
+        detector.loss(torch.zeros(1, 3, 64, 64), [(64, 64)], [torch.zeros(0, 4)], [])

@@ -10,6 +10,8 @@ from tests.models.two_stage.pcan_golden import golden_input, sub_state
 from streamvis.models.backbone import BottleneckBlock, MMDetResNet, ResNet
 from streamvis.models.fpn import MMDetFPN
 
+SLOW = pytest.mark.slow  # the full ResNet-50 goldens
+
 
 @pytest.fixture(scope="module")
 def frame0_pyramid(golden_e2e, pcan_rule_state):
@@ -22,6 +24,7 @@ def frame0_pyramid(golden_e2e, pcan_rule_state):
         return images, neck(backbone(images))
 
 
+@SLOW
 def test_input_matches_official_normalisation(golden_e2e, frame0_pyramid):
     images, _ = frame0_pyramid
     total, abs_total = golden_e2e["f0_input_stats"]
@@ -29,20 +32,23 @@ def test_input_matches_official_normalisation(golden_e2e, frame0_pyramid):
     assert abs(images.double().abs().sum().item() - abs_total) <= 1e-6 * abs_total
 
 
+@SLOW
 def test_fpn_levels_match_golden(golden_e2e, frame0_pyramid):
     _, pyramid = frame0_pyramid
     assert [tuple(p.shape[-2:]) for p in pyramid] == [(104, 152), (52, 76), (26, 38), (13, 19), (7, 10)]
     for level, feature in zip(range(2, 7), pyramid):
         feature = feature[0]
-        np.testing.assert_allclose(feature.mean(dim=(1, 2)).numpy(), golden_e2e[f"f0_fpn_p{level}_chmean"],
-                                   rtol=0, atol=1e-5)
-        np.testing.assert_allclose(feature.mean(dim=0).numpy(), golden_e2e[f"f0_fpn_p{level}_spmean"],
-                                   rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            feature.mean(dim=(1, 2)).numpy(), golden_e2e[f"f0_fpn_p{level}_chmean"], rtol=0, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            feature.mean(dim=0).numpy(), golden_e2e[f"f0_fpn_p{level}_spmean"], rtol=0, atol=1e-5
+        )
         total, abs_total, squares = golden_e2e[f"f0_fpn_p{level}_stats"]
         f64 = feature.double()
         assert abs(f64.sum().item() - total) <= 1e-6 * abs_total
         assert abs(f64.abs().sum().item() - abs_total) <= 1e-6 * abs_total
-        assert abs((f64 ** 2).sum().item() - squares) <= 1e-5 * squares
+        assert abs((f64**2).sum().item() - squares) <= 1e-5 * squares
     np.testing.assert_allclose(pyramid[3][0].numpy(), golden_e2e["f0_fpn_p5"], rtol=0, atol=5e-5)
     np.testing.assert_allclose(pyramid[4][0].numpy(), golden_e2e["f0_fpn_p6"], rtol=0, atol=5e-5)
 

@@ -19,6 +19,8 @@ from streamvis.models.two_stage.mask_ops import paste_masks
 from streamvis.models.two_stage.roi_heads import FCNMaskHead
 from streamvis.ops.boxes import boxes_to_rois
 
+pytestmark = pytest.mark.slow  # the full ResNet-50 / official-size goldens
+
 
 @pytest.fixture(scope="module")
 def frame0(golden_e2e, pcan_rule_state):

@@ -11,6 +11,8 @@ from streamvis.models.backbone import MMDetResNet
 from streamvis.models.fpn import MMDetFPN
 from streamvis.models.two_stage.rpn import RPNHead
 
+pytestmark = pytest.mark.slow  # the full ResNet-50 / official-size goldens
+
 
 @pytest.fixture(scope="module")
 def frame0(golden_e2e, pcan_rule_state):

@@ -8,10 +8,13 @@ logits, compared with golden.md's tolerances.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from tests.models.two_stage.pcan_golden import FramePCAMReference, golden_input
 
 from streamvis.models.two_stage.detector import TwoStageConfig, build_two_stage_detector
+
+pytestmark = pytest.mark.slow  # the full ResNet-50 / official-size goldens
 
 
 def test_core_over_the_golden_video(golden_e2e, pcan_rule_state):

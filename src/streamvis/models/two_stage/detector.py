@@ -128,6 +128,8 @@ class TwoStageDetector(nn.Module):
             scale_factors: per image (4,) [w, h, w, h] input / original size, to rescale the outputs.
             original_sizes: per image (H, W) to paste masks into (default: `image_sizes`).
         """
+        _check_batch(features[0].shape[0], image_sizes=image_sizes, scale_factors=scale_factors,
+                     original_sizes=original_sizes)
         proposals = self.rpn_head.proposals(self.rpn_head(features), image_sizes)
         detections = self.roi_head.predict_boxes(features, proposals, image_sizes, scale_factors)
         masks: list[MaskPrediction | None] = [None] * len(detections)
@@ -155,6 +157,8 @@ class TwoStageDetector(nn.Module):
             gt_boxes: per image (G_i, 4) in input pixels; gt_labels: (G_i,) 0-based;
             gt_masks: per image (G_i, H, W) bitmaps at the padded size.
         """
+        _check_batch(images.shape[0], image_sizes=image_sizes, gt_boxes=gt_boxes, gt_labels=gt_labels,
+                     gt_masks=gt_masks)
         features = self.extract_features(images)
         rpn_output = self.rpn_head(features)
         losses = self.rpn_head.loss(rpn_output, gt_boxes, image_sizes, tuple(images.shape[-2:]), generator)
@@ -163,6 +167,14 @@ class TwoStageDetector(nn.Module):
         samples = self.roi_head.sample(proposals, gt_boxes, gt_labels, generator)
         losses.update(self.roi_head.loss(features, samples, gt_masks))
         return losses
+
+
+def _check_batch(num_images: int, **per_image) -> None:
+    """Raise when a per-image list does not have one entry per image of the batch."""
+    for name, values in per_image.items():
+        if values is not None and len(values) != num_images:
+            raise ValueError(f"TwoStageDetector: {name} has {len(values)} entries for a batch of "
+                             f"{num_images} images; give exactly one per image")
 
 
 def build_two_stage_detector(config: TwoStageConfig) -> TwoStageDetector:

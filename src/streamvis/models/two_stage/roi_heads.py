@@ -366,6 +366,25 @@ class RoIHeads(nn.Module):
             samples.append(cfg.sampler.sample(assign, boxes[:, :4], gts, labels, generator=generator))
         return samples
 
+    def box_loss(self, output: BoxHeadOutput, samples: list[SamplingResult]) -> dict[str, torch.Tensor]:
+        """loss_cls and loss_bbox of the box head's outputs on the sampled RoIs of all images
+        (rows in `SamplingResult.boxes` order, image after image); see `loss`."""
+        num_rois = output.cls_logits.shape[0]
+        device = output.cls_logits.device
+        positive = torch.cat([torch.arange(len(s.boxes)) < len(s.pos_boxes) for s in samples]).to(device)
+        labels = torch.cat([torch.cat((s.pos_gt_labels, s.neg_inds.new_zeros(len(s.neg_inds))))
+                            for s in samples]).to(device)
+        targets = self.bbox_head.cls_targets(labels, positive)
+        losses = {"loss_cls": F.cross_entropy(output.cls_logits, targets)}  # mean over all sampled RoIs
+        deltas = self.bbox_head.foreground_deltas(output.box_deltas).view(num_rois, -1, 4)
+        pos_rows = torch.nonzero(positive).squeeze(1)
+        pos_deltas = deltas[pos_rows, labels[pos_rows]]
+        box_targets = self.bbox_head.box_coder.encode(torch.cat([s.pos_boxes for s in samples]),
+                                                      torch.cat([s.pos_gt_boxes for s in samples]))
+        box_loss = smooth_l1_loss(pos_deltas, box_targets.to(pos_deltas), self.train_config.smooth_l1_beta)
+        losses["loss_bbox"] = box_loss.sum() / max(num_rois, 1)  # official avg_factor: all sampled RoIs
+        return losses
+
     def loss(self, features: list[torch.Tensor], samples: list[SamplingResult],
              gt_masks: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """R-CNN losses (mmdet 2.x ``BBoxHead.loss`` / ``FCNMaskHead.loss``): softmax CE averaged over
@@ -381,18 +400,7 @@ class RoIHeads(nn.Module):
         cfg = self.train_config
         rois = boxes_to_rois([s.boxes for s in samples]).to(features[0])
         _, output = self.box_forward(features, rois)
-        positive = torch.cat([torch.arange(len(s.boxes)) < len(s.pos_boxes) for s in samples]).to(rois.device)
-        labels = torch.cat([torch.cat((s.pos_gt_labels, s.neg_inds.new_zeros(len(s.neg_inds))))
-                            for s in samples])
-        targets = self.bbox_head.cls_targets(labels.to(rois.device), positive)
-        losses = {"loss_cls": F.cross_entropy(output.cls_logits, targets)}
-        deltas = self.bbox_head.foreground_deltas(output.box_deltas).view(rois.shape[0], -1, 4)
-        pos_rows = torch.nonzero(positive).squeeze(1)
-        pos_deltas = deltas[pos_rows, labels[pos_rows]]
-        box_targets = self.bbox_head.box_coder.encode(torch.cat([s.pos_boxes for s in samples]),
-                                                      torch.cat([s.pos_gt_boxes for s in samples]))
-        box_loss = smooth_l1_loss(pos_deltas, box_targets.to(pos_deltas), cfg.smooth_l1_beta)
-        losses["loss_bbox"] = box_loss.sum() / max(rois.shape[0], 1)  # official avg_factor: all sampled RoIs
+        losses = self.box_loss(output, samples)
         if self.mask_head is not None and gt_masks is not None:
             pos_rois = boxes_to_rois([s.pos_boxes for s in samples]).to(features[0])
             mask_logits = self.mask_head(self.mask_roi_extractor(features, pos_rois))
