@@ -17,7 +17,14 @@ VIZ_SCORE_THRESHOLD = 0.3  # detections below this per-frame score are not drawn
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="streamvis weights file (see `streamvis convert`)")
+    parser.add_argument("--weights", required=True, help="streamvis weights file (see `streamvis convert`), "
+                        "or with --backend onnxruntime an .onnx file from `streamvis export --onnx`")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="run the per-frame network in PyTorch (default) or ONNX Runtime (CPU; "
+                             "`pip install streamvis[onnx]`); post-processing and tracking are the same")
+    parser.add_argument("--precision", choices=("float32", "int8"), default=None,
+                        help="int8: ONNX Runtime static quantization (--backend onnxruntime; default: "
+                             "float32 for a weights file, what an .onnx file holds)")
     parser.add_argument(
         "--input",
         required=True,
@@ -185,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from streamvis.engine.predict import default_tracker_name
-    from streamvis.models.weights import load_model
+    from streamvis.export.backend import load_frame_model
     from streamvis.tracking import parse_tracker_options, tracker_spec
 
     if args.tracker is not None:  # checked before any work, so that a typo fails at once
@@ -199,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         raise StreamvisError(f"--device {args.device!r}: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StreamvisError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
-    model = load_model(args.weights, device=device)
+    model = load_frame_model(args.weights, args.backend, args.precision, device=device)
     args.tracker = args.tracker or default_tracker_name(model)
     args.tracker_options = parse_tracker_options(args.tracker, args.tracker_set)
     out = Path(args.out)

@@ -184,7 +184,8 @@ def load_frame_model(weights, backend: str = "torch", precision: str | None = No
         model = OnnxFrameModel(path, threads=threads)
         if precision is not None and precision != model.precision:
             raise StreamvisError(
-                f"{path} holds a {model.precision} network, not {precision}: export a {precision} one "
+                f"{path} holds {'an' if model.precision == 'int8' else 'a'} {model.precision} network, "
+                f"not {precision}: export a {precision} one "
                 f"with `streamvis export --weights W.pth --onnx OUT.onnx --precision {precision}`, "
                 "or drop --precision")
         return model
