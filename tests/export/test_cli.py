@@ -10,8 +10,8 @@ import json
 import sys
 
 import pytest
-import torch
 from tests.export.conftest import require_onnxruntime
+from tests.tiny_weights import write_tiny_crossvis
 
 from streamvis.cli import main
 
@@ -20,24 +20,7 @@ SCORE_TOLERANCE = 1e-4  # issue 13: the exported network's outputs equal PyTorch
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    """A tiny CrossVIS weights file whose class 0 fires everywhere (detections on any frame)."""
-    from streamvis.models.build import build_model
-    from streamvis.models.crossvis.config import CrossVISConfig
-    from streamvis.models.weights import save_weights
-
-    config = CrossVISConfig(depth=18, num_classes=3, class_names=("cat", "dog", "fox"), fpn_channels=32,
-                            head_channels=64, head_num_convs=1, mask_branch_channels=16,
-                            mask_branch_num_convs=1, reid_dim=16, num_identities=10,
-                            detections_per_frame=3, test_short_side=64, test_max_size=96)
-    torch.manual_seed(0)
-    model = build_model(config)
-    with torch.no_grad():
-        model.head.cls_logits.bias[0] = 4.0  # untrained: class 0 fires everywhere
-        model.head.bbox_pred.bias.fill_(2.0)  # boxes of ~2 strides per side
-        model.head.controller.bias[-1] = 8.0  # last dynamic-conv bias: masks on
-    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
-    save_weights(path, model.state_dict(), config)
-    return path
+    return write_tiny_crossvis(tmp_path_factory.mktemp("weights") / "tiny.pth")
 
 
 @pytest.fixture(scope="module")
