@@ -152,7 +152,7 @@ def _predict_dataset(model, args, out: Path) -> None:
             on_frame=drawer,
         ),
     )
-    print(format_summary(summary))
+    print(format_summary(summary), flush=True)  # one write: ranks share the terminal
 
 
 def _with_drawer(drawer, predict):
