@@ -236,3 +236,16 @@ def test_a_rank_that_dies_stops_the_others_and_resume_completes(setup, tmp_path,
     assert _predict(weights, dataset, out, "--resume") == 0  # one process finishes the job
     assert "(2 videos predicted, 3 kept from OUT/parts (--resume))" in capsys.readouterr().out
     assert (out / "results.json").read_bytes() == reference
+
+
+def test_sigterm_becomes_a_clear_error_and_the_handler_is_restored():
+    import signal
+    import time
+
+    from streamvis.engine.shard import PredictionStopped, _sigterm_raises
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(PredictionStopped, match="stopped by SIGTERM .* --resume"), _sigterm_raises():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # not reached: Python runs the handler (which raises) right after os.kill
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -4,7 +4,8 @@
 `tracker.update`. Memory stays bounded however long the video: each track keeps one box, one
 or two embeddings and compressed RLE masks (one per frame it appears in); dense masks live
 only while their frame is processed. `predict_dataset` runs it over every video of a
-YouTube-VIS-format dataset and returns the official results entries.
+YouTube-VIS-format dataset and returns the official results entries; `predict_dataset_video` is
+one video of it, which engine/shard.py runs over torchrun ranks (``streamvis predict`` on a dataset).
 """
 
 from __future__ import annotations

@@ -367,29 +367,39 @@ def _exchange_status(info, error: BaseException | None, out_dir: Path) -> None:
 
 def _merge(data, path, out_dir: Path, fingerprint, info) -> int | None:
     """Rank 0: concatenate the parts in dataset order into results.json; all ranks learn the outcome."""
-    from streamvis.data.ytvis import write_results
-
     error, num_tracks = None, None
     if info.is_main:
         try:
-            merged = []
-            for video in data["videos"]:
-                entries, why = read_part(part_path(out_dir, video["id"]), video, fingerprint)
-                if entries is None:
-                    raise StreamvisError(f"{part_path(out_dir, video['id'])}: {why}; it was removed or "
-                                         f"changed while predicting: {RESUME_HINT}")
-                merged.extend(entries)
-            write_results(out_dir / RESULTS_NAME, merged, data)
-            num_tracks = len(merged)
-        except StreamvisError as err:
+            num_tracks = _write_merged(data, out_dir, fingerprint)
+        except Exception as err:  # noqa: BLE001 (told to the other ranks, then raised here below)
             error = err
     if info.distributed:
-        message = distributed.broadcast_object(None if error is None else str(error))
+        mine = None if error is None else f"{type(error).__name__}: {error}"
+        try:
+            message = distributed.broadcast_object(mine)
+        except RuntimeError as err:  # rank 0 died while merging
+            raise RankFailedError(f"rank 0 stopped while merging the parts into results.json [{err}]; "
+                                  f"{RESUME_HINT}.") from None
         if message is not None and error is None:
-            raise RankFailedError(f"rank 0 could not merge the parts into results.json: {message}")
+            raise RankFailedError(f"rank 0 could not merge the parts into results.json ({message})")
     if error is not None:
         raise error
     return num_tracks
+
+
+def _write_merged(data, out_dir: Path, fingerprint) -> int:
+    """Write OUT/results.json from the parts of every video (in dataset order); returns its entry count."""
+    from streamvis.data.ytvis import write_results
+
+    merged = []
+    for video in data["videos"]:
+        entries, why = read_part(part_path(out_dir, video["id"]), video, fingerprint)
+        if entries is None:
+            raise StreamvisError(f"{part_path(out_dir, video['id'])}: {why}; it was removed or changed "
+                                 f"while predicting: {RESUME_HINT}")
+        merged.extend(entries)
+    write_results(out_dir / RESULTS_NAME, merged, data)
+    return len(merged)
 
 
 def format_summary(summary: ShardSummary) -> str:
