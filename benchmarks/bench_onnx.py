@@ -19,7 +19,7 @@ AP: each variant predicts a generated synthetic validation split (--valid-videos
 model's test size; or --valid JSON with --images) through `predict_dataset` with the default
 tracker, scored by `streamvis.evaluation.evaluate` (the official temporal mask AP). Only for real
 weights: ``--model r50`` (R-50 at 360x640 with the deterministic rule weights of
-models/rule_weights.py, for speed) has no meaningful AP and skips it.
+models/crossvis/rule_weights.py, for speed) has no meaningful AP and skips it.
 
     python benchmarks/bench_onnx.py                                   # bundled model, its test size
     python benchmarks/bench_onnx.py --model r50 --size 360x640 --frames 20   # R-50 speed
@@ -71,12 +71,12 @@ def base_model(args):
     """The PyTorch model to compare (eval mode) and whether its AP means anything."""
     if args.model == "r50":
         from streamvis.models.build import build_model, preset
-        from streamvis.models.rule_weights import fill_with_rule
+        from streamvis.models.crossvis.rule_weights import fill_with_rule
 
         model = build_model(preset("crossvis_r50"))
         return fill_with_rule(model, cls_bias_shift=R50_CLS_BIAS_SHIFT).eval(), False
     from streamvis.assets import default_weights_path
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
 
     return load_model(args.weights or default_weights_path()), True
 
@@ -86,7 +86,7 @@ def build_variants(model, names, workdir: Path, args) -> dict:
     from streamvis.export.backend import OnnxFrameModel
     from streamvis.export.onnx import export_onnx
     from streamvis.export.quantize import calibration_frames, quantize_onnx
-    from streamvis.models.crossvis import optimize_for_inference
+    from streamvis.models.crossvis.model import optimize_for_inference
 
     variants = {"faithful": model, "fast": optimize_for_inference(model)}
     if {"ort_fp32", "ort_int8"} & set(names):

@@ -1,7 +1,7 @@
 """Fixtures of the ONNX tests: models, frames and their exports (built once per session).
 
 Models: "rule_r18" is the small R-18 preset with the deterministic weights of
-reference/crossvis/weights_rule.md (models/rule_weights.py), run on the two golden 360x640 images;
+reference/crossvis/weights_rule.md (models/crossvis/rule_weights.py), run on the two golden 360x640 images;
 "bundled" is the bundled default model (assets/default_model.pth) on synthetic validation frames.
 """
 
@@ -44,7 +44,7 @@ def golden_images() -> list[torch.Tensor]:
 def rule_model():
     """Small R-18 CrossVIS with the deterministic rule weights (7 and 6 detections on the golden images)."""
     from streamvis.models.build import build_model, preset
-    from streamvis.models.rule_weights import fill_with_rule
+    from streamvis.models.crossvis.rule_weights import fill_with_rule
 
     config = preset("crossvis_r18_small").replace(num_identities=RULE_NUM_IDENTITIES)
     return fill_with_rule(build_model(config)).eval()
@@ -54,7 +54,7 @@ def rule_model():
 def bundled_model():
     """The bundled default model (R-18, trained on the synthetic videos)."""
     from streamvis.assets import default_weights_path
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
 
     return load_model(default_weights_path())
 

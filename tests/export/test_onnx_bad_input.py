@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 
 import pytest
+import torch
 from tests.export.conftest import require_onnxruntime
 
 from streamvis.errors import DataFormatError, StreamvisError
@@ -143,3 +145,54 @@ def test_load_frame_model_refuses_impossible_combinations(onnx_exports, tmp_path
         load_frame_model(onnx_exports["rule_r18"], backend="onnxruntime", precision="int8")
     model = load_frame_model(onnx_exports["rule_r18"], backend="onnxruntime", threads=1)
     assert isinstance(model, OnnxFrameModel) and model.precision == "float32"
+
+
+def test_metadata_stores_model_method_beside_the_config(onnx_exports):
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(onnx_exports["rule_r18"])).metadata_props}
+    assert props[KEY_METHOD] == "crossvis" and json.loads(props[KEY_CONFIG])["method"] == "crossvis"
+    with pytest.raises(DataFormatError, match="config method 'pcan' differs"):
+        parse_metadata({**props, KEY_CONFIG: json.dumps({**json.loads(props[KEY_CONFIG]), "method": "pcan"})},
+                       "x.onnx")
+
+
+@dataclass(frozen=True)
+class _ToyConfig:
+    """A second method's config with the method-contract fields (models/build.py)."""
+
+    method: str = "toy"
+    num_classes: int = 2
+    class_names: tuple[str, ...] | None = None
+    category_ids: tuple[int, ...] | None = None
+    test_short_side: int = 32
+    test_max_size: int = 64
+
+
+def _never_built(config):
+    raise AssertionError("the model of an unsupported method must not be built")
+
+
+def test_a_method_other_than_crossvis_is_refused_before_any_work(monkeypatch, tmp_path):
+    from streamvis.export.backend import load_frame_model
+    from streamvis.export.onnx import UnsupportedMethodError, export_onnx, export_weights_file
+    from streamvis.models import build
+    from streamvis.models.weights import save_weights
+
+    toy = build.MethodSpec(config_class=_ToyConfig, build_model=_never_built)
+    monkeypatch.setitem(build.METHODS, "toy", toy)
+    weights = save_weights(tmp_path / "toy.pth", {"w": torch.zeros(2)}, _ToyConfig())
+    for call in (lambda: export_weights_file(weights, tmp_path / "toy.onnx"),
+                 lambda: export_weights_file(weights, tmp_path / "toy.onnx", precision="int8"),
+                 lambda: load_frame_model(weights, backend="onnxruntime")):
+        with pytest.raises(UnsupportedMethodError) as info:
+            call()
+        message = str(info.value)
+        assert "toy.pth" in message and "'toy'" in message and "'crossvis'" in message
+        assert "--backend torch" in message and "\n" not in message
+        assert isinstance(info.value, StreamvisError)
+    model = torch.nn.Linear(1, 1)
+    model.config = _ToyConfig()
+    with pytest.raises(UnsupportedMethodError, match="this model is a 'toy'"):
+        export_onnx(model, tmp_path / "toy.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.pth"]

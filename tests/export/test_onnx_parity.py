@@ -8,8 +8,8 @@ import torch
 from tests.export.conftest import require_onnxruntime
 
 from streamvis.data.masks import decode_rles
-from streamvis.data.transforms import normalize_and_pad
 from streamvis.engine.predict import VideoPredictor, preprocess_frame
+from streamvis.ops.image import normalize_and_pad
 from streamvis.ops.misc import aligned_bilinear
 
 RAW_TOLERANCE = 1e-4  # issue 13: raw outputs equal within 1e-4
@@ -46,7 +46,7 @@ def test_raw_outputs_equal_pytorch(name, frame_models, rule_model, bundled_model
             expected = torch_model.forward_features(batch, image_sizes=sizes)
         got = ort_model.forward_features(batch, sizes)
         assert got.strides == expected.strides and got.image_sizes == expected.image_sizes
-        for field in ("cls_logits", "bbox_reg", "ctrness", "top_feats", "reid_feats"):
+        for field in ("cls_logits", "bbox_reg", "ctrness", "controller_params", "reid_feats"):
             for level, (ours, theirs) in enumerate(zip(getattr(got, field), getattr(expected, field))):
                 assert ours.shape == theirs.shape, f"{field} level {level}"
                 torch.testing.assert_close(ours, theirs, rtol=0, atol=RAW_TOLERANCE,
@@ -65,7 +65,7 @@ def _assert_same_instances(got, ref, name):
     torch.testing.assert_close(got.boxes, ref.boxes, rtol=0, atol=5e-4)
     torch.testing.assert_close(got.scores, ref.scores, rtol=0, atol=1e-5)
     torch.testing.assert_close(got.embeddings, ref.embeddings, rtol=0, atol=RAW_TOLERANCE)
-    torch.testing.assert_close(got.mask_head_params, ref.mask_head_params, rtol=0, atol=RAW_TOLERANCE)
+    torch.testing.assert_close(got.controller_params, ref.controller_params, rtol=0, atol=RAW_TOLERANCE)
     torch.testing.assert_close(got.global_mask_probs, ref.global_mask_probs, rtol=0, atol=RAW_TOLERANCE)
     height, width = ref.image_size
     probs = aligned_bilinear(ref.global_mask_probs[:, None], 4)[:, 0, :height, :width]

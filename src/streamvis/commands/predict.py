@@ -16,7 +16,17 @@ from streamvis.viz import DEFAULT_FPS, TRACK_SCORE_THRESHOLD, TrackDrawer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="streamvis weights file (see `streamvis convert`)")
+    parser.add_argument("--weights", required=True, help="streamvis weights file (see `streamvis convert`), "
+                        "or with --backend onnxruntime an .onnx file from `streamvis export --onnx`")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="run the per-frame network in PyTorch (default) or ONNX Runtime (CPU; "
+                             "`pip install streamvis[onnx]`); post-processing and tracking are the same")
+    parser.add_argument("--precision", choices=("float32", "int8"), default=None,
+                        help="int8: ONNX Runtime static quantization (--backend onnxruntime; default: "
+                             "float32 for a weights file, what an .onnx file holds)")
+    parser.add_argument("--resume", action="store_true",
+                        help="dataset json: keep the videos already in OUT/parts (same model and tracker) "
+                             "and predict the rest (also under torchrun, which splits the videos)")
     parser.add_argument(
         "--input",
         required=True,
@@ -39,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _predict_dataset(model, args, out: Path) -> None:
     from streamvis.data.video import default_image_root
-    from streamvis.data.ytvis import load_ytvis, write_results
-    from streamvis.engine.predict import category_ids_for, class_names_for, predict_dataset
+    from streamvis.data.ytvis import load_ytvis
+    from streamvis.engine.predict import category_ids_for, class_names_for
+    from streamvis.engine.shard import file_digest, format_summary, predict_dataset_sharded
 
     gt = load_ytvis(args.input)
     images = Path(args.images) if args.images else default_image_root(args.input, gt)
@@ -55,20 +66,23 @@ def _predict_dataset(model, args, out: Path) -> None:
             fps=args.fps or DEFAULT_FPS,
             score_threshold=args.viz_score_threshold,
         )
-    results = _with_drawer(
+    run_info = {"weights": file_digest(args.weights), "backend": args.backend, "precision": args.precision}
+    summary = _with_drawer(
         drawer,
-        lambda: predict_dataset(
+        lambda: predict_dataset_sharded(
             model,
             gt,
             images,
+            out,
             tracker=args.tracker,
             tracker_options=args.tracker_options,
+            resume=args.resume,
+            run_info=run_info,
             progress=not args.no_progress,
             on_frame=drawer,
         ),
     )
-    write_results(out / "results.json", results, gt)
-    print(f"{len(results)} tracks in {len(gt['videos'])} videos -> {out / 'results.json'}")
+    print(format_summary(summary), flush=True)  # one write: ranks share the terminal
 
 
 def _with_drawer(drawer, predict):
@@ -115,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from streamvis.engine.predict import default_tracker_name
-    from streamvis.models.weights import load_model
+    from streamvis.engine.shard import rank_device, require_single_process
+    from streamvis.export.backend import load_frame_model
     from streamvis.tracking import parse_tracker_options, tracker_spec
 
     if args.tracker is not None:  # checked before any work, so that a typo fails at once
@@ -129,12 +144,15 @@ def run(args: argparse.Namespace) -> int:
         raise StreamvisError(f"--device {args.device!r}: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StreamvisError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
-    model = load_model(args.weights, device=device)
+    is_dataset = source.is_file() and source.suffix.lower() == ".json"
+    if not is_dataset:
+        require_single_process("predicting one video or frame folder")
+    model = load_frame_model(args.weights, args.backend, args.precision, device=rank_device(device))
     args.tracker = args.tracker or default_tracker_name(model)
     args.tracker_options = parse_tracker_options(args.tracker, args.tracker_set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if source.is_file() and source.suffix.lower() == ".json":
+    if is_dataset:
         _predict_dataset(model, args, out)
     else:
         _predict_video(model, args, out)

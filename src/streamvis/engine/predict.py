@@ -4,7 +4,8 @@
 `tracker.update`. Memory stays bounded however long the video: each track keeps one box, one
 or two embeddings and compressed RLE masks (one per frame it appears in); dense masks live
 only while their frame is processed. `predict_dataset` runs it over every video of a
-YouTube-VIS-format dataset and returns the official results entries.
+YouTube-VIS-format dataset and returns the official results entries; `predict_dataset_video` is
+one video of it, which engine/shard.py runs over torchrun ranks (``streamvis predict`` on a dataset).
 """
 
 from __future__ import annotations
@@ -219,12 +220,43 @@ def predict_dataset(
     results: list[dict] = []
     with tqdm(total=total, desc="predict", unit="frame", disable=not progress) as bar:
         for video in data["videos"]:
-            predictor = VideoPredictor(
-                model,
-                build_tracker(tracker, tracker_options),
-                video_id=video["id"],
-                category_ids=category_ids,
-            )
-            frames = _video_frames(video, Path(image_root), path, bar)
-            results.extend(predict_video(predictor, frames, on_frame=on_frame, video=video))
+            results.extend(predict_dataset_video(
+                model, video, image_root, tracker=tracker, tracker_options=tracker_options,
+                category_ids=category_ids, dataset_path=path, progress_bar=bar, on_frame=on_frame))
     return results
+
+
+def predict_dataset_video(
+    model,
+    video: dict,
+    image_root,
+    *,
+    tracker: str,
+    tracker_options=None,
+    category_ids: Sequence[int] | None = None,
+    dataset_path=None,
+    progress_bar=None,
+    on_frame: FrameCallback | None = None,
+) -> list[dict]:
+    """Predict one video of a dataset with a fresh tracker (what `predict_dataset` does per video).
+
+    The result depends only on the model, the tracker and this video's frames, so videos can be
+    predicted in any order or by different processes (engine/shard.py) with the same output.
+
+    Args:
+        model: as for `VideoPredictor`.
+        video: a YouTube-VIS video entry (``id``, ``file_names``, ``height``, ``width``).
+        image_root: folder its ``file_names`` are relative to.
+        tracker: tracker name; tracker_options: its options (None: defaults).
+        category_ids: 0-based class -> category id (`category_ids_for`).
+        dataset_path: the dataset json, named in errors.
+        progress_bar: a tqdm bar advanced once per frame, or None.
+        on_frame: optional per-frame callback (see `predict_video`).
+
+    Returns:
+        The video's results entries, in track order.
+    """
+    predictor = VideoPredictor(model, build_tracker(tracker, tracker_options), video_id=video["id"],
+                               category_ids=category_ids)
+    frames = _video_frames(video, Path(image_root), dataset_path, progress_bar)
+    return predict_video(predictor, frames, on_frame=on_frame, video=video)

@@ -7,7 +7,9 @@ image of any height and width (multiples of 32). Everything whose shapes depend 
 tracker) stays in Python and is the model's own code (`CrossVIS.postprocess`), so the PyTorch
 and the ONNX Runtime backends share it and the trackers work unchanged.
 
-- `export_onnx(model, path)` (export/onnx.py): write the ONNX file with its streamvis metadata;
+- `export_onnx(model, path)` (export/onnx.py): write the ONNX file with its streamvis metadata
+  (format version, streamvis version, ``model.method``, precision, strides, the method config);
+  methods other than CrossVIS are refused (`check_exportable`, `UnsupportedMethodError`);
   `export_weights_file(weights, path, precision=...)`: what ``streamvis export --onnx`` calls.
 - `OnnxFrameModel(path)` (export/backend.py): ``predict(images, output_sizes)`` as `CrossVIS`.
 - `load_frame_model(weights, backend, precision)` (export/backend.py): what ``predict`` calls.
@@ -24,6 +26,7 @@ import importlib
 _EXPORTS = {
     "export_onnx": "onnx", "export_weights_file": "onnx", "parse_metadata": "onnx",
     "OnnxMetadata": "onnx", "FrameNetwork": "onnx", "MissingExtraError": "onnx",
+    "UnsupportedMethodError": "onnx", "check_exportable": "onnx",
     "OnnxFrameModel": "backend", "load_frame_model": "backend",
     "quantize_onnx": "quantize", "calibration_frames": "quantize", "dataset_calibration_frames": "quantize",
 }

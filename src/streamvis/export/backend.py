@@ -4,7 +4,7 @@
 list[Instances]`` and ``config``), so `engine.predict.VideoPredictor`, `predict_dataset` and
 both trackers run on it unchanged. One frame is one step:
 
-    batch, sizes = normalize_and_pad([image])        # Python (torch), as CrossVIS.predict
+    batch, sizes = normalize_and_pad([image])        # Python (torch, ops/image.py), as CrossVIS.predict
     outputs = frame_model.forward_features(batch, sizes)   # ONNX Runtime: the exported network
     instances = frame_model.postprocess(outputs, output_sizes)   # Python: CrossVIS.postprocess
     tracks = tracker.update(instances[0], frame_index)   # Python: the tracker
@@ -22,19 +22,23 @@ from pathlib import Path
 
 import torch
 
-from streamvis.data.transforms import normalize_and_pad
 from streamvis.errors import DataFormatError, StreamvisError
 from streamvis.export.onnx import (
     INPUT_NAME,
     PRECISIONS,
     OnnxMetadata,
+    check_exportable,
     check_graph_outputs,
     export_onnx,
     import_optional,
     parse_metadata,
     unflatten_outputs,
 )
-from streamvis.models import CrossVIS, HeadOutputs, build_model, load_model
+from streamvis.models.build import build_model
+from streamvis.models.crossvis.fcos import HeadOutputs
+from streamvis.models.crossvis.model import CrossVIS
+from streamvis.models.weights import build_from_file, load, load_model
+from streamvis.ops.image import normalize_and_pad
 from streamvis.structures import Instances
 
 BACKENDS = ("torch", "onnxruntime")
@@ -156,6 +160,7 @@ def load_frame_model(weights, backend: str = "torch", precision: str | None = No
     Raises:
         StreamvisError: an unknown backend or precision, or a combination that does not exist.
         MissingExtraError: onnxruntime is not installed.
+        UnsupportedMethodError: backend "onnxruntime" for a method that cannot be exported yet.
     """
     if backend not in BACKENDS:
         raise StreamvisError(f"--backend {backend!r}: choose one of {list(BACKENDS)}")
@@ -179,7 +184,8 @@ def load_frame_model(weights, backend: str = "torch", precision: str | None = No
         model = OnnxFrameModel(path, threads=threads)
         if precision is not None and precision != model.precision:
             raise StreamvisError(
-                f"{path} holds a {model.precision} network, not {precision}: export a {precision} one "
+                f"{path} holds {'an' if model.precision == 'int8' else 'a'} {model.precision} network, "
+                f"not {precision}: export a {precision} one "
                 f"with `streamvis export --weights W.pth --onnx OUT.onnx --precision {precision}`, "
                 "or drop --precision")
         return model
@@ -188,7 +194,9 @@ def load_frame_model(weights, backend: str = "torch", precision: str | None = No
 
 def _export_and_load(weights: Path, precision: str, threads: int | None, calibration_frames: int | None):
     """Export a weights file to a temporary ONNX file (quantized for int8) and load it."""
-    model = load_model(weights)
+    stored = load(weights)
+    check_exportable(stored.method, weights)
+    model = build_from_file(stored).eval()
     with tempfile.TemporaryDirectory(prefix="streamvis-onnx-") as tmp:
         float_path = Path(tmp) / "model.onnx"
         export_onnx(model, float_path)

@@ -1,13 +1,13 @@
 """Export the CrossVIS per-frame network to ONNX, and the metadata that says what an ONNX file holds.
 
 The exported graph is `FrameNetwork`: one normalized, zero-padded BGR image (1, 3, Hp, Wp) in,
-Hp and Wp dynamic (multiples of 32, `data.transforms.normalize_and_pad`), and the model's raw
+Hp and Wp dynamic (multiples of 32, `streamvis.ops.image.normalize_and_pad`), and the model's raw
 dense outputs out, one tensor per FCOS field and FPN level plus the mask features::
 
     cls_logits_p3 .. cls_logits_p7   (1, C, Hp/s, Wp/s)   raw class logits
     bbox_reg_p3 .. bbox_reg_p7       (1, 4, Hp/s, Wp/s)   l, t, r, b in stride units
     ctrness_p3 .. ctrness_p7         (1, 1, Hp/s, Wp/s)   raw centerness logits
-    top_feats_p3 .. top_feats_p7     (1, P, Hp/s, Wp/s)   controller output (P = 169)
+    controller_params_p3 .. _p7      (1, P, Hp/s, Wp/s)   controller output (P = 169)
     reid_feats_p3 .. reid_feats_p7   (1, D, Hp/s, Wp/s)   re-ID embeddings
     mask_feats                       (1, 8, Hp/8, Wp/8)   mask-branch output
 
@@ -35,17 +35,23 @@ from torch import nn
 import streamvis
 from streamvis.config import from_dict, to_dict
 from streamvis.errors import ConfigError, DataFormatError, StreamvisError
-from streamvis.models import CrossVIS, HeadOutputs, ModelConfig
+from streamvis.models.build import method_spec
+from streamvis.models.crossvis.config import CrossVISConfig
+from streamvis.models.crossvis.fcos import HeadOutputs
+from streamvis.models.crossvis.model import CrossVIS
 from streamvis.ops.misc import compute_locations
 from streamvis.utils.io import atomic_write_bytes
 
 # Bump when the graph's inputs/outputs or the meaning of a metadata entry change: a file of another
 # format is refused (re-export it), a file of another streamvis version with this format is accepted.
-FORMAT_VERSION = "streamvis-onnx-v1"
+# v1: outputs top_feats_p*; v2: the controller outputs are named controller_params_p* (issue 9's
+# one name per concept) and the config entry holds the config of model.method.
+FORMAT_VERSION = "streamvis-onnx-v2"
 SUPPORTED_METHODS = ("crossvis",)
 PRECISIONS = ("float32", "int8")
 INPUT_NAME = "images"
-FIELDS = ("cls_logits", "bbox_reg", "ctrness", "top_feats", "reid_feats")  # HeadOutputs per-level fields
+# the per-level fields of HeadOutputs, in output order
+FIELDS = ("cls_logits", "bbox_reg", "ctrness", "controller_params", "reid_feats")
 MASK_FEATS_NAME = "mask_feats"
 # ONNX opset 17: the first with LayerNormalization; everything here (Conv, Resize, GroupNorm as
 # InstanceNorm+Mul+Add, Pad) exists since 13, and ONNX Runtime >= 1.14 supports 17.
@@ -87,7 +93,7 @@ class OnnxMetadata:
     Attributes:
         format: `FORMAT_VERSION` of the exporter that wrote it.
         streamvis_version: ``streamvis.__version__`` of that exporter.
-        method: the model's method (``crossvis``).
+        method: the model's ``model.method`` (`streamvis.models.build.METHODS` key; ``crossvis``).
         precision: "float32" or "int8" (static quantization, export/quantize.py).
         strides: stride of each FPN level of the outputs (8, 16, 32, 64, 128).
         config: the model config (inference settings, classes, widths) the network was built from.
@@ -98,7 +104,7 @@ class OnnxMetadata:
     method: str
     precision: str
     strides: tuple[int, ...]
-    config: ModelConfig
+    config: CrossVISConfig
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -128,9 +134,26 @@ def output_names(strides: Sequence[int]) -> tuple[str, ...]:
     return tuple(f"{field}_{level_name(s)}" for field in FIELDS for s in strides) + (MASK_FEATS_NAME,)
 
 
-def method_of(config) -> str:
-    """The method a model config describes (``config.method``, or the older ``config.architecture``)."""
-    return str(getattr(config, "method", None) or getattr(config, "architecture", "crossvis"))
+class UnsupportedMethodError(StreamvisError, ValueError):
+    """The model's method (``model.method``) has no exported network yet (only CrossVIS has)."""
+
+
+def check_exportable(method: str, source=None) -> None:
+    """Raise `UnsupportedMethodError` unless ``model.method`` `method` can be exported to ONNX.
+
+    Args:
+        method: a `streamvis.models.build.METHODS` key (``config.method``).
+        source: the weights file it comes from, named in the message (optional).
+    """
+    if method in SUPPORTED_METHODS:
+        return
+    where = f"{source}: " if source is not None else ""
+    raise UnsupportedMethodError(
+        f"{where}ONNX export and the ONNX Runtime backend support model.method "
+        f"{' / '.join(repr(m) for m in SUPPORTED_METHODS)} only, and this model is a {method!r}. Its "
+        "per-frame network and Python post-processing have not been split into an exportable graph "
+        "and a step API yet, so exporting it would not keep the tracker working; run it with the "
+        "PyTorch backend (`streamvis predict --backend torch --weights W.pth`).")
 
 
 class FrameNetwork(nn.Module):
@@ -174,7 +197,7 @@ def unflatten_outputs(arrays: Sequence, strides: Sequence[int], image_size: tupl
     locations = [compute_locations(t.shape[-2], t.shape[-1], s)
                  for t, s in zip(per_field["cls_logits"], strides)]
     return HeadOutputs(per_field["cls_logits"], per_field["bbox_reg"], per_field["ctrness"],
-                       per_field["top_feats"], per_field["reid_feats"], tensors[-1], locations,
+                       per_field["controller_params"], per_field["reid_feats"], tensors[-1], locations,
                        tuple(int(s) for s in strides), [tuple(image_size)])
 
 
@@ -192,7 +215,7 @@ def model_metadata(model: CrossVIS, strides: Sequence[int], precision: str = "fl
     config = getattr(model, "config", None)
     if config is None:
         raise ValueError("the model has no .config (build it with build_model or load_model)")
-    return OnnxMetadata(FORMAT_VERSION, streamvis.__version__, method_of(config), precision,
+    return OnnxMetadata(FORMAT_VERSION, streamvis.__version__, config.method, precision,
                         tuple(int(s) for s in strides), config)
 
 
@@ -208,11 +231,16 @@ def export_onnx(model: CrossVIS, path, *, opset: int = OPSET,
 
     Returns:
         The `OnnxMetadata` stored in the file.
+
+    Raises:
+        UnsupportedMethodError: ``model.config.method`` is not in `SUPPORTED_METHODS`.
+        MissingExtraError: onnx is not installed.
     """
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError("the model has no .config (build it with build_model or load_model)")
+    check_exportable(config.method)
     onnx = import_optional("onnx", "exporting to ONNX")
-    method = method_of(getattr(model, "config", None))
-    if method not in SUPPORTED_METHODS:
-        raise StreamvisError(f"ONNX export supports the methods {list(SUPPORTED_METHODS)}, not {method!r}")
     sample = _sample_input(sample_size)
     was_training = model.training
     model.eval()
@@ -242,12 +270,19 @@ def export_weights_file(weights, onnx_path, *, precision: str = "float32", calib
 
     Returns:
         The `OnnxMetadata` written into `onnx_path`.
+
+    Raises:
+        DataFormatError: `weights` is not a readable streamvis weights file.
+        UnsupportedMethodError: its ``model.method`` cannot be exported (checked before any work).
+        MissingExtraError: onnx (or, for int8, onnxruntime) is not installed.
     """
-    from streamvis.models import load_model
+    from streamvis.models.weights import build_from_file, load
 
     if precision not in PRECISIONS:
         raise StreamvisError(f"--precision {precision!r}: choose one of {list(PRECISIONS)}")
-    model = load_model(weights)
+    stored = load(weights)
+    check_exportable(stored.method, weights)  # before building the model or any export work
+    model = build_from_file(stored).eval()
     if precision == "float32":
         return export_onnx(model, onnx_path)
     from streamvis.export import quantize
@@ -332,7 +367,13 @@ def parse_metadata(props: Mapping[str, str], path=None) -> OnnxMetadata:
                               path=path, field=KEY_PRECISION)
     try:
         strides = tuple(int(s) for s in json.loads(props[KEY_STRIDES]))
-        config = from_dict(ModelConfig, json.loads(props[KEY_CONFIG]), prefix="config")
+        config_dict = json.loads(props[KEY_CONFIG])
+        if not isinstance(config_dict, dict):
+            raise ValueError(f"config is a {type(config_dict).__name__}, not a mapping")
+        if config_dict.get("method", method) != method:
+            raise ValueError(f"config method {config_dict['method']!r} differs from {KEY_METHOD} {method!r}")
+        config = from_dict(method_spec(method).config_class, {**config_dict, "method": method},
+                           prefix="config")
     except (KeyError, ValueError, TypeError, ConfigError) as err:
         raise DataFormatError(
             f"the streamvis metadata of this ONNX file (streamvis {version}) cannot be read: {err}. "
@@ -345,7 +386,7 @@ def parse_metadata(props: Mapping[str, str], path=None) -> OnnxMetadata:
 def expected_channels(metadata: OnnxMetadata) -> dict[str, int]:
     """Output name -> channel count implied by the config (to check a graph against its metadata)."""
     cfg = metadata.config
-    # top_feats (the controller's dynamic parameter count) is checked by the mask head at run time
+    # controller_params (the controller's dynamic parameter count) is checked by the mask head at run time
     per_field = {"cls_logits": cfg.num_classes, "bbox_reg": 4, "ctrness": 1, "reid_feats": cfg.reid_dim}
     channels = {f"{field}_{level_name(s)}": per_field[field]
                 for field in FIELDS if field in per_field for s in metadata.strides}

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from streamvis.data.transforms import normalize_and_pad
 from streamvis.errors import StreamvisError
 from streamvis.export.onnx import INPUT_NAME, import_optional, parse_metadata, write_with_metadata
+from streamvis.ops.image import normalize_and_pad
 
 CALIBRATION_FRAMES = 8  # frames of the synthetic training split (one per video)
 CALIBRATION_SEED = 0
