@@ -1,6 +1,9 @@
-"""`streamvis evaluate`: temporal mask AP/AR of a results json, identical to the official toolkit.
+"""`streamvis evaluate`: temporal mask AP/AR identical to the official toolkit, and tracking metrics.
 
-Never imports torch, scipy or matplotlib, so it starts fast.
+``--metrics`` adds TrackEval 1.3.0's HOTA, CLEAR (MOTS: MOTSA/MOTSP/sMOTSA) and Identity
+(`streamvis.evaluation.tracking`, one pass sharing the per-frame mask IoUs); ``--format`` reads
+KITTI-MOTS / MOTSChallenge txt folders (`streamvis.data.formats`). Never imports torch or
+matplotlib; scipy only when tracking metrics are asked for, so plain AP starts fast.
 """
 
 from __future__ import annotations
@@ -8,18 +11,52 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+METRICS = ("ap", "hota", "clear", "identity")
+FORMATS = ("ytvis", "kitti-mots", "mots-challenge")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments to `parser`."""
-    parser.add_argument("--gt", required=True, metavar="GT.json", help="YouTube-VIS / OVIS ground-truth json")
+    parser.add_argument(
+        "--gt",
+        required=True,
+        metavar="GT",
+        help="YouTube-VIS / OVIS ground-truth json (MOTS formats: the GT folder)",
+    )
     parser.add_argument(
         "--results",
         required=True,
-        metavar="RESULTS.json",
-        help="results json (the official submission format)",
+        metavar="RESULTS",
+        help="results json (the official submission format; MOTS formats: the folder of <seq>.txt files)",
     )
-    parser.add_argument("--out", metavar="METRICS.json", help="also write the metrics as json (atomically)")
-    parser.add_argument("--per-class", action="store_true", help="also print AP and AR of every category")
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated, from {','.join(METRICS)}, or 'all' (default: ap; MOTS formats: "
+        "hota,clear,identity)",
+    )
+    parser.add_argument(
+        "--format",
+        default="ytvis",
+        choices=FORMATS,
+        help="input format: YouTube-VIS json, or KITTI-MOTS / MOTSChallenge txt folders "
+        "(layouts in streamvis.data.formats.kitti_mots / mots_challenge)",
+    )
+    parser.add_argument(
+        "--seqmap",
+        metavar="FILE",
+        help="MOTS formats: the seqmap listing the sequences (default: the GT folder's "
+        "evaluate_mots.seqmap.val / seqmaps/MOTS-train.txt)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="METRICS.json",
+        help='also write the metrics as json (atomically); tracking metrics under "tracking"',
+    )
+    parser.add_argument(
+        "--per-class", action="store_true", help="also print AP/AR (and tracking metrics) of every category"
+    )
     parser.add_argument(
         "--id-switches",
         action="store_true",
@@ -41,6 +78,40 @@ def run(args: argparse.Namespace) -> int:
             gc.enable()
 
 
+def parse_metrics(text: str | None, data_format: str = "ytvis") -> tuple[str, ...]:
+    """The metric families of ``--metrics`` in `METRICS` order (``all`` = every one).
+
+    Raises:
+        StreamvisError: an unknown name, or AP asked of MOTS txt (its results carry no scores).
+    """
+    from streamvis.errors import StreamvisError
+
+    if text is None:
+        return ("ap",) if data_format == "ytvis" else ("hota", "clear", "identity")
+    names = {n.strip().lower() for n in text.split(",") if n.strip()}
+    if "all" in names:
+        names = set(METRICS) - ({"ap"} if data_format != "ytvis" else set()) | (names - {"all"})
+    unknown = sorted(names - set(METRICS))
+    if unknown or not names:
+        raise StreamvisError(
+            f"--metrics: unknown metric(s) {unknown or [text]}; choose from {', '.join(METRICS)} or all"
+        )
+    if "ap" in names and data_format != "ytvis":
+        raise StreamvisError(
+            f"--metrics ap: AP needs scored results, and {data_format} txt carries no "
+            "scores; use hota,clear,identity"
+        )
+    return tuple(m for m in METRICS if m in names)
+
+
+def _read_mots(args: argparse.Namespace) -> tuple[dict, list, tuple[int, ...]]:
+    from streamvis.data.formats import kitti_mots, mots_challenge
+
+    module = kitti_mots if args.format == "kitti-mots" else mots_challenge
+    gt, results = module.read_evaluation_inputs(args.gt, args.results, seqmap=args.seqmap)
+    return gt, results, module.EVAL_CLASSES
+
+
 def _run(args: argparse.Namespace) -> int:
     import sys
     import warnings
@@ -49,6 +120,9 @@ def _run(args: argparse.Namespace) -> int:
     from streamvis.evaluation import evaluate, format_table
     from streamvis.utils.io import atomic_write_json
 
+    metrics_asked = parse_metrics(args.metrics, args.format)
+    if args.format != "ytvis":
+        return _run_tracking_only(args, metrics_asked)
     if not Path(args.gt).is_file():
         load_ytvis(args.gt)  # raises the usual "file not found" / "not a file" error
     # the (large) results file is parsed first, so that its parse-time memory peak and the ground
@@ -56,21 +130,28 @@ def _run(args: argparse.Namespace) -> int:
     results = read_json(args.results)
     gt = load_ytvis(args.gt)
     results = load_results(results, gt, path=args.results)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = evaluate(gt, results, validate=False)  # validated by the loaders above
-    for warning in caught:
-        print(f"streamvis evaluate: warning: {warning.message}", file=sys.stderr)
-    print(format_table(result, gt["categories"], per_class=args.per_class))
+    result = None
+    if "ap" in metrics_asked:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = evaluate(gt, results, validate=False)  # validated by the loaders above
+        for warning in caught:
+            print(f"streamvis evaluate: warning: {warning.message}", file=sys.stderr)
+        print(format_table(result, gt["categories"], per_class=args.per_class))
+    tracking = _tracking(gt, results, metrics_asked, result, args, mots=False)
     switches = None
     if args.id_switches:
         from streamvis.evaluation.identity import id_switches
 
         switches = id_switches(gt, results)
-        print(f"ID switches: {switches.switches} ({switches.matched_frames} of {switches.gt_frames} visible "
-              "ground-truth frames matched at mask IoU >= 0.5)")
+        print(
+            f"ID switches: {switches.switches} ({switches.matched_frames} of {switches.gt_frames} visible "
+            "ground-truth frames matched at mask IoU >= 0.5)"
+        )
     if args.out:
-        metrics = result.to_json()
+        metrics = result.to_json() if result is not None else {}
+        if tracking is not None:
+            metrics["tracking"] = tracking.to_json()
         if switches is not None:
             metrics["id_switches"] = {
                 "switches": switches.switches,
@@ -78,6 +159,48 @@ def _run(args: argparse.Namespace) -> int:
                 "gt_frames": switches.gt_frames,
             }
         metrics.update(gt=str(args.gt), results=str(args.results))
+        atomic_write_json(args.out, metrics, indent=1)
+        print(f"metrics written to {args.out}")
+    return 0
+
+
+def _tracking(
+    gt: dict, results: list, metrics_asked: tuple[str, ...], ap_result, args, *, mots: bool, class_ids=None
+):
+    """Compute and print the tracking families asked for (None when only AP was)."""
+    from streamvis.evaluation.tracking import evaluate_tracking, format_tracking_table
+
+    families = tuple(m for m in metrics_asked if m != "ap")
+    if not families:
+        return None
+    tracking = evaluate_tracking(gt, results, families=families, mots=mots, class_ids=class_ids)
+    ap = None
+    if ap_result is not None:  # AP beside the tracking numbers, after a blank line below the AP table
+        ap = {"all": float(ap_result.stats_named["AP"]), **ap_result.per_category_AP}
+        print()
+    print(format_tracking_table(tracking, ap=ap, per_class=args.per_class, mots=mots))
+    return tracking
+
+
+def _run_tracking_only(args: argparse.Namespace, metrics_asked: tuple[str, ...]) -> int:
+    """MOTS txt folders: tracking metrics only, TrackEval's MOTS reading (ignore regions)."""
+    from streamvis.errors import StreamvisError
+    from streamvis.utils.io import atomic_write_json
+
+    if args.id_switches:
+        raise StreamvisError(
+            "--id-switches works on YouTube-VIS json; MOTS data gets IDSW from --metrics clear"
+        )
+    gt, results, class_ids = _read_mots(args)
+    tracking = _tracking(gt, results, metrics_asked, None, args, mots=True, class_ids=list(class_ids))
+    if args.out:
+        dataset_class = "KittiMOTS" if args.format == "kitti-mots" else "MOTSChallenge"
+        metrics = {
+            "tracking": tracking.to_json(
+                key_by_name=True, all_video_rows=True, video_per_alpha=True, dataset_class=dataset_class
+            )
+        }
+        metrics.update(gt=str(args.gt), results=str(args.results), format=args.format)
         atomic_write_json(args.out, metrics, indent=1)
         print(f"metrics written to {args.out}")
     return 0
