@@ -70,13 +70,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def base_model(args):
     """The PyTorch model to compare (eval mode) and whether its AP means anything."""
     if args.model == "r50":
-        from streamvis.models.build import build_model, preset
         from streamvis.models.rule_weights import fill_with_rule
+
+        from streamvis.models.build import build_model, preset
 
         model = build_model(preset("crossvis_r50"))
         return fill_with_rule(model, cls_bias_shift=R50_CLS_BIAS_SHIFT).eval(), False
-    from streamvis.assets import default_weights_path
     from streamvis.models.convert import load_model
+
+    from streamvis.assets import default_weights_path
 
     return load_model(args.weights or default_weights_path()), True
 
