@@ -176,6 +176,10 @@ def test_excluded_pairs_do_not_break_exact_ties():
     assert assign(np.zeros((0, 3)), 0.5)[0].size == 0
     rows, cols = assign(np.array([[0.95, 0.3], [0.85, 0.9]]), 0.8)  # allowed pairs: max total
     assert (rows.tolist(), cols.tolist()) == ([0, 1], [0, 1])
+    # a weak second detection that passes the threshold for track 0 only must not push the strong
+    # one onto track 1 (a large negative weight for excluded pairs would: it maximizes the count)
+    rows, cols = assign(np.array([[1.5, 0.81], [0.85, 0.3]]), 0.8)
+    assert (rows.tolist(), cols.tolist()) == ([0], [0])
 
 
 def test_tied_tracks_end_to_end(frame):
