@@ -104,7 +104,7 @@ def measure(model, video: Path, *, repeat: int, warmup: int, tracker: str) -> di
 def _models(args):
     """(name, model, frame size) for each --models entry."""
     from streamvis.assets import default_weights_path
-    from streamvis.commands.demo import split_settings
+    from streamvis.demo import split_settings
     from streamvis.models.weights import load_model
 
     for name in args.models.split(","):

@@ -12,7 +12,7 @@ runs is accepted only when every probe stays below --probe-limit, so busy-machin
 
 Variants: "faithful" is `build_model` + the converted weights; the others are
 `optimize_for_inference(model, ...)` copies (see VARIANTS). "same" says whether the detected
-classes equal the first variant's (tests/models/test_golden_forward.py checks boxes, scores,
+classes equal the first variant's (tests/models/crossvis/test_golden_forward.py checks boxes, scores,
 masks and embeddings too).
 
 Where the time goes (R-50, 384x640 padded): ~88% is convolution, which oneDNN already runs near

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from streamvis.data.synthetic import synthetic_stream
+
 FLAT_TOLERANCE = 1.05  # the issue: peak RSS flat within 5% from frame 100 to frame 3000
 
 
@@ -41,24 +43,6 @@ def memory_mb() -> tuple[float, float]:
     unit = 1024**2 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kB on Linux
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
     return peak, peak
-
-
-def long_stream(num_frames: int, *, size=(192, 320), num_classes: int = 8, seed: int = 0
-                ) -> Iterator[np.ndarray]:
-    """`num_frames` BGR frames (H, W, 3) uint8: synthetic valid videos 0, 1, 2, ... back to back.
-
-    Only one short video (<= 36 frames) is in memory at a time.
-    """
-    from streamvis.data.synthetic import SynthConfig, render_synthetic_video
-
-    config = SynthConfig(num_videos=num_frames, seed=seed, split="valid", size=tuple(size),
-                         num_classes=num_classes)
-    produced, index = 0, 0
-    while produced < num_frames:
-        video_frames = render_synthetic_video(config, index).frames[: num_frames - produced]  # (T, H, W, 3)
-        yield from video_frames
-        produced += len(video_frames)
-        index += 1
 
 
 def tiny_model(num_classes: int = 8, size=(192, 320)):
@@ -97,7 +81,7 @@ def run_stream(model, frames: Iterator[np.ndarray], checkpoints: list[int], *, t
 
 def _model(args):
     from streamvis.assets import default_weights_path
-    from streamvis.commands.demo import split_settings
+    from streamvis.demo import split_settings
     from streamvis.models.weights import load_model
 
     if args.tiny:
@@ -123,7 +107,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     name, model, (size, num_classes) = _model(args)
     checkpoints = sorted({min(int(c), args.frames) for c in args.checkpoints.split(",")})
-    frames = long_stream(args.frames, size=size, num_classes=num_classes, seed=args.seed)
+    frames = synthetic_stream(args.frames, size=size, num_classes=num_classes, seed=args.seed)
     rows = run_stream(model, frames, checkpoints, tracker=args.tracker)
     print(f"model {name}; {args.frames} frames {size[0]}x{size[1]}, tracker {args.tracker}, "
           f"{args.threads} threads")

@@ -33,8 +33,8 @@ def main(argv=None) -> int:
     import torch
 
     from streamvis.assets import default_weights_path
-    from streamvis.commands.demo import prepare_split, split_settings
     from streamvis.data.ytvis import load_ytvis
+    from streamvis.demo import prepare_split, split_settings
     from streamvis.models.weights import load_model
     from streamvis.utils.io import atomic_write_json
 

@@ -133,3 +133,20 @@ def test_model_preset_expands_and_resolved_config_round_trips(tmp_path):
 def test_experiment_defaults_are_official():
     cfg = ExperimentConfig()
     assert cfg.model.depth == 50 and cfg.solver.base_lr == 0.005 and cfg.solver.ims_per_batch == 16
+
+
+def test_model_method_picks_the_config_class(tmp_path):
+    from streamvis.models.crossvis.config import CrossVISConfig
+
+    assert isinstance(ExperimentConfig().model, CrossVISConfig)  # no model.method: crossvis
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  architecture: crossvis\n  depth: 18\n")  # before model.method existed
+    cfg = load_config(old)
+    assert isinstance(cfg.model, CrossVISConfig) and cfg.model.depth == 18 and cfg.model.method == "crossvis"
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert "method: crossvis" in (tmp_path / "saved.yaml").read_text()
+    assert load_config(tmp_path / "saved.yaml") == cfg
+    with pytest.raises(ConfigError, match="unknown model.method 'pcan'; choose one of: crossvis"):
+        load_config(old, ["model.method=pcan", "model.architecture=pcan"])
+    with pytest.raises(ConfigError, match="did you mean 'model.depth'"):
+        load_config(old, ["model.deph=50"])

@@ -1,7 +1,14 @@
-"""Visual output: per-track mask overlays, contact sheets, and metric plots.
+"""Visual output: mask overlays of tracks and results files, dataset previews, metric plots.
 
 Images are (H, W, 3) uint8 BGR numpy arrays (the library's frame format). matplotlib is
-imported only inside the plotting function, so importing this module stays cheap.
+imported only inside the plotting function, so importing this module stays cheap. The
+commands (``predict --viz``, ``render``, ``demo``, ``synth --preview``) only call what is here:
+
+- `overlay_instances`, `OverlayWriter`: one frame / one video of drawn instances;
+- `TrackDrawer`: live tracks during prediction (a `streamvis.engine.predict.predict_video` callback);
+- `render_results_video`: the tracks of a saved results json over a video's frames;
+- `write_dataset_preview`: a dataset's ground truth (contact sheet PNG + MP4);
+- `plot_per_class_ap`: the per-category AP bar chart.
 """
 
 from __future__ import annotations
@@ -14,7 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from streamvis.errors import DataFormatError
+
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895  # successive hues spread evenly around the circle
+DEFAULT_FPS = 10.0  # frame rate of overlay videos made from frame folders and datasets
+TRACK_SCORE_THRESHOLD = 0.3  # live tracks: detections below this per-frame score are not drawn
+RESULTS_SCORE_THRESHOLD = 0.1  # results files: tracks (video-level score) below this are not drawn
 
 
 def color_for_id(track_id: int) -> tuple[int, int, int]:
@@ -296,3 +308,198 @@ class OverlayWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.video.__exit__(exc_type, exc, tb)
+
+
+class TrackDrawer:
+    """Per-frame callback drawing the tracks of the current frame; opens one writer per video.
+
+    Args:
+        out_dir_for: video dict (or None) -> output folder of that video's overlays.
+        class_names: 0-based class -> name (None: "class N" with N = class + 1).
+        fps: overlay frame rate.
+        score_threshold: detections below this per-frame score are skipped (less clutter).
+    """
+
+    def __init__(
+        self, out_dir_for, *, class_names=None, fps: float = DEFAULT_FPS,
+        score_threshold: float = TRACK_SCORE_THRESHOLD,
+    ):
+        self.out_dir_for = out_dir_for
+        self.class_names = class_names
+        self.fps = fps
+        self.score_threshold = score_threshold
+        self._writer = None
+        self._video_key = object()
+
+    def _label(self, category: int) -> str:
+        if self.class_names and 0 <= category < len(self.class_names):
+            return self.class_names[category]
+        return f"class {category + 1}"
+
+    def __call__(self, video, frame_index, frame_bgr, tracks) -> None:
+        """The `streamvis.engine.predict.predict_video` callback: draw `tracks` over `frame_bgr`."""
+        from streamvis.data.masks import decode_rles
+
+        key = None if video is None else video["id"]
+        if key != self._video_key:
+            self.close()
+            self._writer = OverlayWriter(self.out_dir_for(video), fps=self.fps).__enter__()
+            self._video_key = key
+        shown = [t for t in tracks if t.scores[-1] >= self.score_threshold]
+        if shown:
+            masks = decode_rles([t.masks[frame_index] for t in shown]).astype(bool)  # (N, H, W)
+        else:
+            masks = np.zeros((0, *frame_bgr.shape[:2]), dtype=bool)
+        self._writer.write(
+            frame_bgr,
+            masks,
+            [t.track_id for t in shown],
+            [self._label(t.category) for t in shown],
+            [t.scores[-1] for t in shown],
+        )
+
+    def close(self, exc_info=(None, None, None)) -> None:
+        """Finish the current video's files (discarded when `exc_info` holds an error)."""
+        if self._writer is not None:
+            self._writer.__exit__(*exc_info)
+            self._writer = None
+
+
+def render_results_video(
+    entries, frames, out_dir: Path, *, names, score_threshold, fps, results_path, bar, write_ids: bool = True
+) -> int:
+    """Draw the results entries of one video over its frames into ``out_dir/overlay.mp4``.
+
+    Args:
+        entries: the video's results entries (official format), in file order (track id = position + 1).
+        frames: iterable of (H, W, 3) uint8 BGR frames.
+        out_dir: folder for ``overlay.mp4`` (and ``instance_ids/`` when `write_ids`).
+        names: category id -> name; score_threshold: entries below it are not drawn.
+        fps: MP4 frame rate; results_path: named in errors (None for in-memory results).
+        bar: a tqdm bar updated once per frame.
+
+    Returns:
+        The number of frames written.
+
+    Raises:
+        DataFormatError: the results have fewer or more frames than the video, or masks of
+            another size (the MP4 is then discarded).
+    """
+    from streamvis.data.masks import decode_rles
+
+    tracks = [(i + 1, e) for i, e in enumerate(entries) if e["score"] >= score_threshold]
+    count = 0
+    with OverlayWriter(out_dir, fps=fps, write_ids=write_ids) as writer:
+        for index, frame in enumerate(frames):
+            _check_length(entries, index, results_path)
+            shown = [(tid, e) for tid, e in tracks if e["segmentations"][index] is not None]
+            masks = np.zeros((0, *frame.shape[:2]), dtype=bool)
+            if shown:
+                masks = decode_rles([e["segmentations"][index] for _, e in shown]).astype(bool)  # (N, H, W)
+                _check_size(masks, frame, entries[0]["video_id"], results_path)
+            labels = [names.get(e["category_id"], f"class {e['category_id']}") for _, e in shown]
+            writer.write(frame, masks, [tid for tid, _ in shown], labels, [e["score"] for _, e in shown])
+            count += 1
+            bar.update(1)
+        _check_length(entries, count - 1, results_path, exact=True)  # inside: an error discards the MP4
+    return count
+
+
+def _check_length(entries, index: int, path, exact: bool = False) -> None:
+    for entry in entries:
+        length = len(entry["segmentations"])
+        if index >= length or (exact and length != index + 1):
+            raise DataFormatError(
+                f"the video has {'at least ' if not exact else ''}{index + 1} frames but the results have "
+                f"{length} segmentations",
+                path=path,
+                where=f"video id {entry['video_id']}",
+                field="segmentations",
+            )
+
+
+def _check_size(masks, frame, video_id, path) -> None:
+    if masks.shape[1:] != frame.shape[:2]:
+        raise DataFormatError(
+            f"masks are {masks.shape[2]}x{masks.shape[1]} (width x height) but the frames are "
+            f"{frame.shape[1]}x{frame.shape[0]}",
+            path=path,
+            where=f"video id {video_id}",
+            field="segmentations[].size",
+        )
+
+
+DATASET_PREVIEW_VIDEOS = 6  # rows of the contact sheet (videos that have objects first)
+DATASET_PREVIEW_COLUMNS = 6  # frames per row, evenly spaced over the video
+DATASET_PREVIEW_MP4_VIDEOS = 8  # videos played one after the other in the MP4
+DATASET_PREVIEW_FPS = 8
+
+
+def _overlaid_frame(data: dict, video: dict, t: int, image_root: Path) -> np.ndarray:
+    """(H, W, 3) uint8 BGR frame `t` of `video` with its ground-truth masks, ids and class names."""
+    from streamvis.data.masks import decode_rle
+    from streamvis.data.video import read_image
+
+    image = read_image(image_root / video["file_names"][t])
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    masks, ids, labels = [], [], []
+    for ann in data["annotations"]:
+        seg = ann["segmentations"][t] if ann["video_id"] == video["id"] else None
+        if seg is not None:
+            masks.append(decode_rle(seg).astype(bool))
+            ids.append(ann["id"])
+            labels.append(names[ann["category_id"]])
+    masks_array = np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), bool)
+    return overlay_instances(image, masks_array, ids, labels, alpha=0.35)
+
+
+def _preview_videos(data: dict, count: int) -> list[dict]:
+    """`count` videos, busiest first (3+ objects, then 2, 1, 0: more objects show more occlusion)."""
+    from collections import Counter
+
+    objects = Counter(ann["video_id"] for ann in data["annotations"])
+    ordered = sorted(data["videos"], key=lambda v: (-min(objects[v["id"]], 3), v["id"]))
+    return ordered[:count]
+
+
+def write_dataset_preview(data: dict, out_dir) -> tuple[Path, Path]:
+    """Write ``out_dir/preview.png`` (contact sheet) and ``out_dir/preview.mp4`` with the ground truth drawn.
+
+    The frames are read back from disk and the json masks decoded, so the preview shows what a
+    model will be trained on, not what the generator meant to write (``streamvis synth --preview``).
+
+    Args:
+        data: the YouTube-VIS dict written to ``out_dir/instances.json``.
+        out_dir: the dataset folder (frames under ``out_dir/JPEGImages``).
+
+    Returns:
+        (png path, mp4 path).
+
+    Raises:
+        ValueError: the dataset has no videos.
+    """
+    import io
+
+    from streamvis.data.video import write_video
+    from streamvis.utils.io import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    image_root = out_dir / "JPEGImages"
+    if not data["videos"]:
+        raise ValueError("the dataset has no videos to preview")
+    tiles = []
+    for video in _preview_videos(data, DATASET_PREVIEW_VIDEOS):
+        steps = np.linspace(0, video["length"] - 1, DATASET_PREVIEW_COLUMNS).round().astype(int)
+        tiles += [_overlaid_frame(data, video, int(t), image_root) for t in steps]
+    sheet = contact_sheet(tiles, DATASET_PREVIEW_COLUMNS)  # (rows * H, columns * W, 3) BGR
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(sheet[..., ::-1])).save(buffer, format="PNG")
+    png_path, mp4_path = out_dir / "preview.png", out_dir / "preview.mp4"
+    atomic_write_bytes(png_path, buffer.getvalue())
+    frames = (
+        _overlaid_frame(data, video, t, image_root)
+        for video in _preview_videos(data, DATASET_PREVIEW_MP4_VIDEOS)
+        for t in range(video["length"])
+    )
+    write_video(mp4_path, frames, fps=DATASET_PREVIEW_FPS)
+    return png_path, mp4_path

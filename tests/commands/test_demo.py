@@ -69,7 +69,7 @@ def test_demo_writes_all_outputs(tiny_weights, tmp_path, capsys):
 
 
 def test_prepare_split_regenerates_on_other_parameters(tmp_path):
-    from streamvis.commands.demo import prepare_split
+    from streamvis.demo import prepare_split
 
     folder = tmp_path / "valid"
     path, reused = prepare_split(folder, num_videos=1, seed=0, size=(32, 48), num_classes=2,
@@ -87,7 +87,7 @@ def test_prepare_split_regenerates_on_other_parameters(tmp_path):
 
 
 def test_split_settings_reads_meta_and_refuses_non_synthetic_models(tmp_path):
-    from streamvis.commands.demo import split_settings
+    from streamvis.demo import split_settings
     from streamvis.models.crossvis.config import CrossVISConfig
 
     path = save_tiny_model(tmp_path / "m.pth", meta={"synthetic": {"size": [48, 80], "num_classes": 2}})

@@ -205,3 +205,14 @@ def test_generate_dataset_api_and_empty_dataset(tmp_path):
     data = json.loads(path.read_text())
     assert path == tmp_path / "instances.json" and data["videos"] == [] and data["annotations"] == []
     assert data["info"]["generator"]["num_videos"] == 0
+
+
+def test_synthetic_stream_plays_the_valid_videos_back_to_back():
+    from streamvis.data.synthetic import SynthConfig, render_synthetic_video, synthetic_stream
+
+    frames = list(synthetic_stream(50, size=(32, 48), num_classes=2, seed=0))
+    assert len(frames) == 50 and frames[0].shape == (32, 48, 3) and frames[0].dtype == np.uint8
+    first = render_synthetic_video(SynthConfig(num_videos=50, seed=0, split="valid", size=(32, 48),
+                                               num_classes=2), 0).frames
+    assert len(first) < 50  # the stream crosses into the next video
+    assert np.array_equal(np.stack(frames[: len(first)]), first)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streamvis.commands import arguments
 from streamvis.errors import DataFormatError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--official", required=True, metavar="CKPT",
                         help="official checkpoint, e.g. CrossVIS (detectron2 .pth or a numpy .pkl)")
-    parser.add_argument("--out", required=True, metavar="W.pth", help="streamvis weights file to write")
+    arguments.add_out(parser, help="streamvis weights file to write", metavar="W.pth")
     parser.add_argument("--class-names", metavar="NAMES",
                         help="comma-separated class names (as many as the checkpoint has classes)")
 

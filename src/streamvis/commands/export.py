@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streamvis.commands import arguments
 from streamvis.errors import StreamvisError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `streamvis train`")
-    parser.add_argument("--out", required=True, help="the weights file to write")
+    arguments.add_out(parser, help="the weights file to write", metavar="W.pth")
     parser.add_argument("--half", action="store_true", help="store floating-point weights as float16")
     parser.add_argument("--keep-training-heads", action="store_true",
                         help="keep the training-only tensors (CrossVIS: the identity proxies, criterion.*), "

@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streamvis.commands import arguments
 from streamvis.errors import StreamvisError
-
-DEFAULT_FPS = 10.0  # frame rate of overlay videos made from frame folders / datasets
-VIZ_SCORE_THRESHOLD = 0.3  # detections below this per-frame score are not drawn (less clutter)
+from streamvis.viz import DEFAULT_FPS, TRACK_SCORE_THRESHOLD, TrackDrawer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,88 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="a video file (.mp4 ...), a folder of png/jpg frames, or a YouTube-VIS json",
     )
-    parser.add_argument(
-        "--images", help="frame folder of a dataset json (default: the json's folder, or its JPEGImages/)"
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--tracker",
-        default=None,
-        help="association rule, a name of streamvis.tracking.TRACKERS: 'default' (ours) or 'crossvis' "
-        "(the official CrossVIS one); default: the method's own",
-    )
-    parser.add_argument(
-        "--tracker-set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a tracker option, e.g. --tracker-set max_age=60 (repeatable; see streamvis.tracking)",
-    )
+    arguments.add_images(parser)
+    arguments.add_out(parser)
+    arguments.add_tracker(parser)
     parser.add_argument("--viz", action="store_true", help="also write overlay MP4s and instance-id PNGs")
     parser.add_argument(
         "--viz-score-threshold",
         type=float,
-        default=VIZ_SCORE_THRESHOLD,
+        default=TRACK_SCORE_THRESHOLD,
         help="smallest per-frame detection score drawn with --viz",
     )
-    parser.add_argument("--fps", type=float, help="overlay frame rate (default: the video's, else 10)")
+    arguments.add_fps(parser)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-class TrackDrawer:
-    """Per-frame callback drawing the tracks of the current frame; opens one writer per video.
-
-    Args:
-        out_dir_for: video dict (or None) -> output folder of that video's overlays.
-        class_names: 0-based class -> name (None: "class N" with N = class + 1).
-        fps: overlay frame rate.
-        score_threshold: detections below this per-frame score are skipped.
-    """
-
-    def __init__(
-        self, out_dir_for, *, class_names=None, fps=DEFAULT_FPS, score_threshold=VIZ_SCORE_THRESHOLD
-    ):
-        self.out_dir_for = out_dir_for
-        self.class_names = class_names
-        self.fps = fps
-        self.score_threshold = score_threshold
-        self._writer = None
-        self._video_key = object()
-
-    def _label(self, category: int) -> str:
-        if self.class_names and 0 <= category < len(self.class_names):
-            return self.class_names[category]
-        return f"class {category + 1}"
-
-    def __call__(self, video, frame_index, frame_bgr, tracks) -> None:
-        import numpy as np
-
-        from streamvis.data.masks import decode_rles
-        from streamvis.viz import OverlayWriter
-
-        key = None if video is None else video["id"]
-        if key != self._video_key:
-            self.close()
-            self._writer = OverlayWriter(self.out_dir_for(video), fps=self.fps).__enter__()
-            self._video_key = key
-        shown = [t for t in tracks if t.scores[-1] >= self.score_threshold]
-        if shown:
-            masks = decode_rles([t.masks[frame_index] for t in shown]).astype(bool)  # (N, H, W)
-        else:
-            masks = np.zeros((0, *frame_bgr.shape[:2]), dtype=bool)
-        self._writer.write(
-            frame_bgr,
-            masks,
-            [t.track_id for t in shown],
-            [self._label(t.category) for t in shown],
-            [t.scores[-1] for t in shown],
-        )
-
-    def close(self, exc_info=(None, None, None)) -> None:
-        if self._writer is not None:
-            self._writer.__exit__(*exc_info)
-            self._writer = None
+    arguments.add_no_progress(parser)
 
 
 def _predict_dataset(model, args, out: Path) -> None:

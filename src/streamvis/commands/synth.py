@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from streamvis.commands import arguments
 from streamvis.errors import ConfigError
 
 
@@ -29,7 +30,7 @@ def _pair(text: str, separator: str, what: str) -> tuple[int, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `synth` arguments to `parser`."""
-    parser.add_argument("--out", required=True, help="output folder (JPEGImages/ and instances.json)")
+    arguments.add_out(parser, help="output folder (JPEGImages/ and instances.json)")
     parser.add_argument("--videos", type=int, required=True, help="number of videos")
     parser.add_argument("--seed", type=int, required=True, help="base seed (>= 0)")
     parser.add_argument("--size", default="192x320", help="frame size HxW (default 192x320)")
@@ -53,7 +54,12 @@ def run(args: argparse.Namespace) -> int:
                          size=_pair(args.size.lower(), "x", "size"), frames=_pair(args.frames, ":", "frames"),
                          num_classes=args.classes)
     start = time.perf_counter()
-    json_path = write_dataset(config, args.out, workers=args.workers, preview=args.preview, progress=True)
+    json_path = write_dataset(config, args.out, workers=args.workers, progress=True)
+    if args.preview:
+        from streamvis.data.ytvis import read_json
+        from streamvis.viz import write_dataset_preview
+
+        write_dataset_preview(read_json(json_path), json_path.parent)
     seconds = time.perf_counter() - start
     print(f"wrote {config.num_videos} {config.split} videos to {json_path.parent} ({json_path.name}) "
           f"in {seconds:.1f} s")

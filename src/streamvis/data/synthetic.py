@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def _run_jobs(jobs: list, workers: int, progress: bool):
         yield from tqdm(pool.imap(_write_video, jobs, chunksize=1), **bar)
 
 
-def write_dataset(config: SynthConfig, out_dir, *, workers: int | None = None, preview: bool = False,
+def write_dataset(config: SynthConfig, out_dir, *, workers: int | None = None,
                   progress: bool = False) -> Path:
     """Write the dataset `config` describes into `out_dir`.
 
@@ -207,8 +208,6 @@ def write_dataset(config: SynthConfig, out_dir, *, workers: int | None = None, p
         config: the generation parameters.
         out_dir: output folder (created); frames go to ``out_dir/JPEGImages``.
         workers: processes rendering videos (default min(2, CPU count)); never changes the output.
-        preview: also write ``preview.png`` (contact sheet) and ``preview.mp4`` with the ground truth
-            drawn over the frames.
         progress: show a progress bar.
 
     Returns:
@@ -228,17 +227,13 @@ def write_dataset(config: SynthConfig, out_dir, *, workers: int | None = None, p
     data = {"info": info, "licenses": [], "videos": videos, "categories": category_list(config.num_classes),
             "annotations": annotations}
     json_path = out_dir / JSON_NAME
-    write_ytvis(json_path, data)
-    if preview:
-        from streamvis.data.synthetic_preview import write_preview
-
-        write_preview(data, out_dir)
+    write_ytvis(json_path, data)  # drawn by viz.write_dataset_preview (streamvis synth --preview)
     return json_path
 
 
 def generate_dataset(out_dir, *, num_videos: int, seed: int, split: str = "train",
                      size: tuple[int, int] = (192, 320), frames: tuple[int, int] = (12, 36),
-                     num_classes: int = 8, workers: int | None = None, preview: bool = False) -> Path:
+                     num_classes: int = 8, workers: int | None = None) -> Path:
     """Generate a synthetic YouTube-VIS dataset (see `SynthConfig` for the arguments).
 
     Returns:
@@ -246,7 +241,7 @@ def generate_dataset(out_dir, *, num_videos: int, seed: int, split: str = "train
     """
     config = SynthConfig(num_videos=num_videos, seed=seed, split=split, size=tuple(size),
                          frames=tuple(frames), num_classes=num_classes)
-    return write_dataset(config, out_dir, workers=workers, preview=preview)
+    return write_dataset(config, out_dir, workers=workers)
 
 
 def gt_to_results(gt: dict) -> list[dict]:
@@ -263,3 +258,20 @@ def gt_to_results(gt: dict) -> list[dict]:
          "segmentations": list(ann["segmentations"])}
         for ann in gt["annotations"]
     ]
+
+
+def synthetic_stream(num_frames: int, *, size=(192, 320), num_classes: int = 8, seed: int = 0
+                     ) -> Iterator[np.ndarray]:
+    """`num_frames` BGR frames (H, W, 3) uint8: synthetic valid videos 0, 1, 2, ... back to back.
+
+    A long "video" for streaming tests and benchmarks (benchmarks/bench_memory.py); only one short
+    video (<= 36 frames) is in memory at a time.
+    """
+    config = SynthConfig(num_videos=num_frames, seed=seed, split="valid", size=tuple(size),
+                         num_classes=num_classes)
+    produced, index = 0, 0
+    while produced < num_frames:
+        video_frames = render_synthetic_video(config, index).frames[: num_frames - produced]  # (T, H, W, 3)
+        yield from video_frames
+        produced += len(video_frames)
+        index += 1

@@ -3,7 +3,7 @@
 The norm is FrozenBatchNorm (official, for ImageNet-initialised training), BatchNorm or GroupNorm
 (for training from scratch, where FrozenBN is the identity), under the same module names. Names
 follow detectron2 (``stem.conv1``, ``res2.0.conv1``, ``res2.0.conv1.norm``, ``res2.0.shortcut``) so
-that official and ImageNet checkpoints map onto it by renaming prefixes (see models/convert.py).
+that official and ImageNet checkpoints map onto it by renaming prefixes (see models/crossvis/convert.py).
 Reference facts.md, section 2.
 """
 
@@ -265,3 +265,136 @@ def fold_frozen_batchnorm(module: nn.Module) -> nn.Module:
         else:
             fold_frozen_batchnorm(child)
     return module
+
+
+# --------------------------------------------------------------------------------------------------
+# mmdetection-layout ResNet (two-stage core: PCAN, MaskTrack R-CNN)
+# --------------------------------------------------------------------------------------------------
+class MMDetBottleneck(nn.Module):
+    """mmdet ``Bottleneck``: conv1 1x1 -> conv2 3x3 -> conv3 1x1, each with BatchNorm (``bn1..3``),
+    and ``downsample`` = (1x1 conv, BN) when the shape changes.
+
+    Args:
+        style: "pytorch" puts the stride in the 3x3 conv (mmdet ``style='pytorch'``, official PCAN
+            and MaskTrack R-CNN); "caffe" puts it in the first 1x1. With "pytorch" the block is the
+            same function as `BottleneckBlock(stride_in_1x1=False)` under other parameter names.
+    """
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, *, stride: int = 1, style: str = "pytorch"):
+        super().__init__()
+        out_channels = planes * self.expansion
+        stride_1x1, stride_3x3 = (1, stride) if style == "pytorch" else (stride, 1)
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, stride=stride_1x1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)  # official: mmdet BN eps 1e-5
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride_3x3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + identity)
+
+
+class MMDetBasicBlock(nn.Module):
+    """mmdet ``BasicBlock`` (ResNet-18/34): conv1 3x3 (stride) -> conv2 3x3, ``bn1``/``bn2``."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, planes: int, *, stride: int = 1, style: str = "pytorch"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or in_channels != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, planes, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + identity)
+
+
+class MMDetResNet(nn.Module):
+    """mmdet ``ResNet`` returning C2..C5 (``out_indices=(0, 1, 2, 3)``), strides 4, 8, 16, 32.
+
+    Parameter names are mmdet's / torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``,
+    ``layer1.0.downsample.0``), so an official PCAN / MaskTrack R-CNN checkpoint's ``backbone.*``
+    keys and torchvision ImageNet weights load without renaming.
+
+    Args:
+        depth: 18, 34, 50 or 101.
+        style: "pytorch" (official PCAN / MaskTrack R-CNN) or "caffe"; see `MMDetBottleneck`.
+        frozen_stages: official 1: the stem and layer1 get no gradient and stay in eval mode.
+        norm_eval: official True: every BatchNorm stays in eval mode (running statistics frozen)
+            when the model is put in train mode; its affine parameters still train.
+    """
+
+    def __init__(self, *, depth: int = 50, style: str = "pytorch", frozen_stages: int = 1,
+                 norm_eval: bool = True):
+        super().__init__()
+        if depth not in RESNET_SPECS:
+            raise ValueError(f"unsupported ResNet depth {depth}; choose one of {sorted(RESNET_SPECS)}")
+        if style not in ("pytorch", "caffe"):
+            raise ValueError(f"unknown ResNet style {style!r}; choose 'pytorch' or 'caffe'")
+        block_type, num_blocks = RESNET_SPECS[depth]
+        block_class = MMDetBottleneck if block_type == "bottleneck" else MMDetBasicBlock
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        in_channels = 64
+        self.out_channels: list[int] = []
+        for index, count in enumerate(num_blocks):
+            planes = 64 * 2**index
+            blocks = []
+            for block_index in range(count):
+                stride = 2 if (block_index == 0 and index > 0) else 1
+                blocks.append(block_class(in_channels, planes, stride=stride, style=style))
+                in_channels = planes * block_class.expansion
+            self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
+            self.out_channels.append(in_channels)
+        self._freeze_stages()
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        stages = [nn.ModuleList([self.conv1, self.bn1])] if self.frozen_stages >= 0 else []
+        return stages + [getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1)]
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            module.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> MMDetResNet:
+        """As mmdet: frozen stages stay in eval mode; with `norm_eval` every BatchNorm does too."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Args: images (N, 3, H, W). Returns [C2 (N, 256, H/4, W/4), C3 (H/8), C4 (H/16), C5 (H/32)]
+        (channels for ResNet-50; 64..512 for ResNet-18/34)."""
+        x = F.relu(self.bn1(self.conv1(images)))
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        outs = []
+        for index in range(1, 5):
+            x = getattr(self, f"layer{index}")(x)
+            outs.append(x)
+        return outs

@@ -75,7 +75,7 @@ class MethodSpec:
         presets: named configs, usable as ``model: {preset: NAME}`` in a YAML.
         training_only_prefixes: state-dict prefixes that inference does not need (left out by
             ``streamvis export``; may be absent when a weights file is loaded).
-        fill_from_data: (config, `streamvis.data.sampling.VideoIndex` of the training json) ->
+        fill_from_data: (config, `streamvis.data.sampling.DatasetIndex` of the training json) ->
             the config with data-derived fields filled (``streamvis train``), or None.
     """
 

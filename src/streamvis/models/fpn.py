@@ -47,3 +47,58 @@ class FPN(nn.Module):
         p6 = self.p6(p5)
         p7 = self.p7(F.relu(p6))
         return [self.output3(inner3), self.output4(inner4), p5, p6, p7]
+
+
+class ConvModule(nn.Module):
+    """A conv with bias and no norm or activation, under mmcv ``ConvModule``'s name ``conv`` (so
+    official ``neck.lateral_convs.0.conv.weight`` keys map one-to-one)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding)
+        nn.init.xavier_uniform_(self.conv.weight)  # official: mmdet FPN init_weights xavier (uniform)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class MMDetFPN(nn.Module):
+    """mmdet ``FPN`` with ``num_outs=5`` and no extra convs: P2..P5 from C2..C5, P6 = max-pool
+    (kernel 1, stride 2) of P5 (official PCAN and MaskTrack R-CNN necks, strides 4..64).
+
+    Top-down: nearest upsampling to the finer lateral's size, added to it (mmdet 2.x
+    ``F.interpolate(size=prev_shape)``; mmdet 0.5's ``scale_factor=2`` is the same on inputs padded
+    to a multiple of 32). Lateral 1x1 and output 3x3 convs have biases, no norm, no activation.
+
+    Args:
+        in_channels: channels of C2..C5 (ResNet-50: 256, 512, 1024, 2048).
+        out_channels: official 256.
+        num_outs: pyramid levels returned (official 5; more levels are further stride-2 max-pools).
+    """
+
+    def __init__(self, *, in_channels: list[int] | tuple[int, ...], out_channels: int = 256,
+                 num_outs: int = 5):
+        super().__init__()
+        if num_outs < len(in_channels):
+            raise ValueError(f"num_outs {num_outs} must be >= the {len(in_channels)} input levels")
+        self.out_channels = out_channels
+        self.num_outs = num_outs
+        self.lateral_convs = nn.ModuleList(ConvModule(c, out_channels, 1) for c in in_channels)
+        self.fpn_convs = nn.ModuleList(
+            ConvModule(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return tuple(4 * 2**i for i in range(self.num_outs))
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Args: [C2, C3, C4, C5]. Returns [P2, ..., P6], each (N, out_channels, H/s, W/s)."""
+        laterals = [conv(x) for conv, x in zip(self.lateral_convs, features)]
+        for index in range(len(laterals) - 1, 0, -1):
+            laterals[index - 1] = laterals[index - 1] + F.interpolate(
+                laterals[index], size=laterals[index - 1].shape[2:], mode="nearest")
+        outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals)]
+        while len(outs) < self.num_outs:
+            outs.append(F.max_pool2d(outs[-1], 1, stride=2))  # official: P6 = max_pool2d(P5, 1, stride=2)
+        return outs

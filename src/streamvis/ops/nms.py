@@ -107,3 +107,71 @@ def _batched_nms_per_label(
         keep_mask[indices[nms(boxes[indices], scores[indices], iou_threshold)]] = True
     kept = torch.where(keep_mask)[0]
     return kept[scores[kept].sort(descending=True, stable=True).indices]
+
+
+def mmdet_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *, pixel_offset: float = 0.0,
+              suppress_at_threshold: bool = True) -> torch.Tensor:
+    """Greedy NMS with mmcv / mmdetection semantics (the two-stage core's NMS).
+
+    mmcv 1.2.7 ``nms`` (CPU kernel ``nms_cpu``), used by mmdet 2.x: areas without +1, a box is
+    suppressed when its IoU with a kept, higher-scored box is **>=** the threshold
+    (``suppress_at_threshold=True``). mmdet 0.5's GPU NMS (MaskTrack R-CNN test time, masktrack
+    facts.md section 7.6): +1 areas (``pixel_offset=1``) and suppression when IoU **>** thr.
+    Scores are sorted stably (the official sort is not stable: ties are in unspecified order).
+
+    Args:
+        boxes: (K, 4) xyxy float; scores: (K,).
+        iou_threshold: the IoU threshold.
+        pixel_offset: 0 (mmdet 2.x) or 1 (mmdet 0.5).
+        suppress_at_threshold: suppress at IoU == threshold too (mmcv) or only above it (mmdet 0.5 GPU).
+
+    Returns:
+        (M,) int64 indices of the kept boxes, by decreasing score.
+    """
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    sorted_boxes = boxes[order, :4]
+    num = sorted_boxes.shape[0]
+    area = (sorted_boxes[:, 2] - sorted_boxes[:, 0] + pixel_offset) * (sorted_boxes[:, 3] - sorted_boxes[:, 1]
+                                                                       + pixel_offset)
+    suppresses = torch.empty((num, num), dtype=torch.bool, device=boxes.device)
+    for start in range(0, num, _ROW_CHUNK):
+        rows = sorted_boxes[start : start + _ROW_CHUNK]
+        lt = torch.maximum(rows[:, None, :2], sorted_boxes[None, :, :2])
+        rb = torch.minimum(rows[:, None, 2:], sorted_boxes[None, :, 2:])
+        wh = (rb - lt + pixel_offset).clamp(min=0)
+        inter = wh[..., 0] * wh[..., 1]
+        iou = inter / (area[start : start + _ROW_CHUNK, None] + area[None, :] - inter)
+        suppresses[start : start + _ROW_CHUNK] = (iou >= iou_threshold) if suppress_at_threshold else (
+            iou > iou_threshold)
+    suppresses = torch.triu(suppresses, diagonal=1)
+    removed = torch.zeros(num, dtype=torch.bool, device=boxes.device)
+    keep = []
+    current = 0
+    while current < num:
+        keep.append(current)
+        removed |= suppresses[current]
+        alive = (~removed[current + 1 :]).nonzero()
+        if alive.numel() == 0:
+            break
+        current = current + 1 + int(alive[0, 0])
+    return order[torch.tensor(keep, dtype=torch.int64, device=boxes.device)]
+
+
+def mmdet_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float,
+                      **nms_options) -> torch.Tensor:
+    """mmcv ``batched_nms``: boxes of different groups (classes, or pyramid levels for RPN proposals)
+    never suppress each other; the boxes are shifted by ``group * (max coordinate + 1)`` and one
+    `mmdet_nms` runs over all of them.
+
+    Args:
+        boxes: (K, 4); scores: (K,); groups: (K,) int64; nms_options: see `mmdet_nms`.
+
+    Returns:
+        (M,) int64 kept indices by decreasing score.
+    """
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    offsets = groups.to(boxes) * (boxes[:, :4].max() + 1)
+    return mmdet_nms(boxes[:, :4] + offsets[:, None], scores, iou_threshold, **nms_options)

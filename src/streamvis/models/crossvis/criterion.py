@@ -3,6 +3,8 @@
 Faithful to the official `CrossVIS.forward_train` (hustvl/CrossVIS, reference golden_losses.md):
 the key and the reference frame batches are two separate batches; their FCOS (cls, loc, ctr) and
 mask losses are averaged, while the crossover and re-ID losses are computed once over both.
+The FCOS targets are in targets.py, the crossover loss in crossover.py, the re-ID loss in
+embedding.py; this module puts them together.
 """
 
 from __future__ import annotations

@@ -95,9 +95,11 @@ class CrossVIS(nn.Module):
                      for f, s in zip(features, strides)]
         if image_sizes is None:
             image_sizes = [tuple(images.shape[-2:])] * images.shape[0]
-        return HeadOutputs(head.cls_logits, head.bbox_reg, head.ctrness, head.controller_params,
-                           head.reid_feats, mask_feats, locations, strides, list(image_sizes),
-                           bbox_towers=head.bbox_towers, fpn_features=None if dense else features)
+        return HeadOutputs(cls_logits=head.cls_logits, bbox_reg=head.bbox_reg, ctrness=head.ctrness,
+                           controller_params=head.controller_params, reid_feats=head.reid_feats,
+                           mask_feats=mask_feats, locations=locations, strides=strides,
+                           image_sizes=list(image_sizes), bbox_towers=head.bbox_towers,
+                           fpn_features=None if dense else features)
 
     def loss(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         """Training losses of a `PairBatch` (key frames and reference frames run as two batches).
@@ -234,7 +236,8 @@ def optimize_for_inference(model: CrossVIS, *, fuse_towers: bool = True, winogra
       but on a 2-core CPU its batched GEMMs were not faster than oneDNN's direct conv (off by default).
     - channels_last: NHWC convolutions (only with winograd=False).
 
-    The detections equal the faithful path's up to float rounding (tests/models/test_golden_forward.py).
+    The detections equal the faithful path's up to float rounding
+    (tests/models/crossvis/test_golden_forward.py).
     The copy cannot be trained.
     """
     fast = copy.deepcopy(model, memo={id(model.criterion): None}).eval()  # the copy has no criterion
@@ -243,7 +246,6 @@ def optimize_for_inference(model: CrossVIS, *, fuse_towers: bool = True, winogra
         fast.backbone.stem = ChannelsLastStem(fast.backbone.stem)
     fold_batchnorm_sequentials(fast.mask_branch)
     fast.sparse_inference = True
-    fast.config = fast.config.replace(sparse_inference=True)  # what the copy does, for `weights.save`
     if fuse_towers and len(fast.head.cls_tower) > 0:
         fast.head = FusedTowersHead(fast.head)
     if winograd:
