@@ -126,7 +126,7 @@ def test_class_hypotheses_are_entries_of_one_track(frame, emb):
         [(box, 2, 0.9, emb(0))],
         [(box, 2, 0.4, emb(0)), ([60, 5, 75, 20], 1, 0.3, emb(3))],  # a small, other object
     ]
-    tracker = DefaultTracker(DefaultTrackerOptions(length_weight=0.0))
+    tracker = DefaultTracker(DefaultTrackerOptions(length_weight=0.0, hypothesis_share=0.2))
     live = [tracker.update(frame(d), i) for i, d in enumerate(frames)]
     assert [[t.track_id for t in tracks] for tracks in live] == [[1], [1], [1], [1, 2]]  # overlays: once
     track, other = tracker.finalize()

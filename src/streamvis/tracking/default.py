@@ -129,8 +129,8 @@ class DefaultTrackerOptions:
     max_age: int = 30
     duplicate_iou: float = 0.8
     duplicates_across_classes: bool = True
-    class_merge_iou: float = 0.7
-    hypothesis_share: float = 0.2
+    class_merge_iou: float = 0.5
+    hypothesis_share: float = 0.35
     max_hypotheses: int = 2
     min_score: float = 0.0
     new_track_score: float = 0.0
