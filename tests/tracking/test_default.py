@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
@@ -253,3 +255,19 @@ def test_options_are_checked():
                 {"min_track_members": 0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             DefaultTrackerOptions(**bad)
+
+
+def test_render_draws_each_object_once(frame, emb):
+    """The entries of one track's class hypotheses share masks: `render` keeps the best-scored one."""
+    from streamvis.viz import one_entry_per_object
+
+    box, twin = [10, 10, 30, 30], [10, 10, 30, 31]
+    frames = [[(box, 0, 0.8, emb(0)), (twin, 1, 0.7, emb(0))], [([50, 5, 70, 25], 2, 0.6, emb(1))]]
+    entries = [e for t in _run(frames, frame, hypothesis_share=0.3)
+               for e in track_results(t, video_id=1, num_frames=2)]
+    assert [e["category_id"] for e in entries] == [1, 2, 3]
+    entries = json.loads(json.dumps(entries))  # as read back from results.json: no shared lists
+    kept = one_entry_per_object([(i + 1, e) for i, e in enumerate(entries)])
+    assert [(tid, e["category_id"]) for tid, e in kept] == [(1, 1), (3, 3)]
+    entries[1]["score"] = 0.95  # a better-scored hypothesis wins
+    assert [tid for tid, _ in one_entry_per_object([(i + 1, e) for i, e in enumerate(entries)])] == [2, 3]
