@@ -51,6 +51,9 @@ def _load(module_name: str):
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # json text may hold lone surrogates: print them escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     chosen = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser((chosen,) if chosen else ())
     args = parser.parse_args(argv)

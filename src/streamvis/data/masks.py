@@ -15,12 +15,16 @@ rasterized with ``frPyObjects`` and merged, uncompressed RLE is compressed with 
 from __future__ import annotations
 
 import math
+import reprlib
 from numbers import Real
 
 import numpy as np
 import pycocotools.mask as mask_util
 
 from streamvis.errors import DataFormatError
+
+_short = reprlib.Repr()  # values quoted in error messages stay short (a fuzzed size can be 5000 chars)
+_short.maxstring = _short.maxother = 60
 
 __all__ = [
     "check_polygons",
@@ -159,10 +163,10 @@ def check_rle_dict(seg: dict, height: int, width: int, *, path=None, where=None,
         raise DataFormatError(message, path=path, where=where, field=f"{field}{sub}" if field else sub[1:])
 
     if "size" not in seg or "counts" not in seg:
-        fail(f"an RLE needs 'size' and 'counts', got keys {sorted(seg)}")
+        fail(f"an RLE needs 'size' and 'counts', got keys {_short.repr(sorted(seg))}")
     size = seg["size"]
     if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(_is_int(s) for s in size):
-        fail(f"RLE size must be [height, width] integers, got {size!r}", ".size")
+        fail(f"RLE size must be [height, width] integers, got {_short.repr(size)}", ".size")
     if (size[0], size[1]) != (height, width):
         fail(f"RLE size {list(size)} differs from the video's [height, width] = [{height}, {width}]", ".size")
     counts = seg["counts"]

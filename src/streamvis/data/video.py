@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from streamvis.errors import DataFormatError, StreamvisError
+from streamvis.utils.io import cannot_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -64,10 +66,14 @@ class VideoWriter:
         self._container = None
         self._stream = None
         self._size: tuple[int, int] | None = None  # (H, W) of the first frame, before padding
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp.mp4", dir=self.path.parent
+            )
+        except OSError as err:
+            self._tmp = None
+            raise cannot_write(self.path, err) from None
         os.close(fd)
         umask = os.umask(0)  # mkstemp makes 0600 files; give the MP4 the permissions open() would
         os.umask(umask)
@@ -110,7 +116,11 @@ class VideoWriter:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as err:
+            self._discard()
+            raise cannot_write(self.path, err) from None
         self._tmp = None
 
     def _discard(self) -> None:
@@ -155,7 +165,7 @@ def read_image(path) -> np.ndarray:
             rgb = np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise StreamvisError(f"{path}: no such image file") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataFormatError(f"cannot decode image ({err})", path=path) from None
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
@@ -177,33 +187,95 @@ def _open_container(path: Path):
     return container
 
 
-def read_frames(path) -> Iterator[np.ndarray]:
+class VideoDecodeWarning(UserWarning):
+    """A video stopped decoding early (corrupt or truncated mid-stream); the frames before it were kept."""
+
+
+def read_frames(path, *, strict: bool = False) -> Iterator[np.ndarray]:
     """Yield the frames of an MP4 (any FFmpeg-readable video) or a frame folder, one at a time.
+
+    A video that cannot be decoded past some frame (corrupt or truncated mid-stream), or whose
+    frame size changes, keeps the frames decoded before it: a `VideoDecodeWarning` names the frame
+    index where decoding stopped and the reason. With ``strict=True`` a `DataFormatError` naming
+    that frame is raised there instead (the consumer then writes nothing). A video whose index
+    (``moov`` first) points past the end of the file, i.e. a truncated file, is treated the same.
+    A file that yields no frame at all always raises. Frame folders are always strict: a frame
+    file that does not decode, or has another size than the first, raises.
+
+    (``streamvis predict`` reads with the default ``strict=False``; its ``--strict`` flag is to be
+    wired to this option.)
 
     Args:
         path: a video file, or a folder of png/jpg frames (read in file-name order).
+        strict: raise instead of warning when decoding stops early.
 
     Yields:
-        (H, W, 3) uint8 BGR frames. Decoding is lazy: memory does not grow with the video length.
+        (H, W, 3) uint8 BGR frames, all of one size. Decoding is lazy: memory does not grow with
+        the video length.
 
     Raises:
-        StreamvisError: the path does not exist; DataFormatError: it cannot be decoded.
+        StreamvisError: the path does not exist; DataFormatError: it cannot be decoded (at all, or
+        past some frame with ``strict=True``).
     """
     path = Path(path)
     _check_exists(path)
     if path.is_dir():
-        for file in list_frame_files(path):
-            yield read_image(file)
+        yield from _read_folder(path)
         return
     av = _av()
     container = _open_container(path)
+    index, size, failure = 0, None, None
     try:
-        for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="bgr24")
-    except av.FFmpegError as err:
-        raise DataFormatError(f"cannot decode the video ({err})", path=path) from None
+        indexed_end = _indexed_end(container)
+        try:
+            for frame in container.decode(video=0):
+                image = frame.to_ndarray(format="bgr24")
+                if size is None:
+                    size = image.shape[:2]
+                elif image.shape[:2] != size:
+                    failure = (f"the frame size changes from {size[0]}x{size[1]} to "
+                               f"{image.shape[0]}x{image.shape[1]}")
+                    break
+                yield image
+                index += 1
+        except (av.FFmpegError, ValueError, MemoryError) as err:
+            failure = f"cannot decode the video ({err})"
+        if failure is None and indexed_end > path.stat().st_size:
+            failure = (f"the file is truncated: its index lists video data up to byte {indexed_end} but it "
+                       f"has {path.stat().st_size} bytes")
     finally:
         container.close()
+    if failure is None:
+        return
+    if strict or index == 0:
+        raise DataFormatError(f"decoding stopped at frame {index}: {failure}", path=path)
+    warnings.warn(
+        f"{path}: decoding stopped at frame {index}: {failure}; keeping the {index} frames decoded "
+        "before it (strict mode raises instead)", VideoDecodeWarning, stacklevel=2)
+
+
+def _indexed_end(container) -> int:
+    """The byte where the video stream's indexed packets end (0 when the container has no index).
+
+    An MP4 whose index (``moov``) comes first still opens when its end is cut off; its index then
+    points past the end of the file. (Comparing decoded with declared frame counts would also flag
+    valid files whose edit list drops frames.)
+    """
+    entries = getattr(container.streams.video[0], "index_entries", None) or ()  # PyAV >= 15
+    return max((entry.pos + entry.size for entry in entries if entry.pos >= 0), default=0)
+
+
+def _read_folder(folder: Path) -> Iterator[np.ndarray]:
+    size = None
+    for file in list_frame_files(folder):
+        image = read_image(file)
+        if size is None:
+            size = image.shape[:2]
+        elif image.shape[:2] != size:
+            raise DataFormatError(
+                f"the frame is {image.shape[0]}x{image.shape[1]} but the folder's first frame is "
+                f"{size[0]}x{size[1]}; all frames of a video must have one size", path=file)
+        yield image
 
 
 def probe(path) -> tuple[int | None, int, int, float | None]:
@@ -225,7 +297,12 @@ def probe(path) -> tuple[int | None, int, int, float | None]:
         num_frames = int(stream.frames) or None
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
-        return num_frames, int(stream.codec_context.height), int(stream.codec_context.width), fps
+        codec = stream.codec_context  # None when the stream's codec could not be found (damaged header)
+        height, width = (int(codec.height), int(codec.width)) if codec is not None else (0, 0)
+        if height <= 0 or width <= 0:
+            raise DataFormatError("the video stream has no frame size (a damaged or truncated file?)",
+                                  path=path)
+        return num_frames, height, width, fps
     finally:
         container.close()
 

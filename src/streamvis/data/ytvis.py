@@ -1,25 +1,28 @@
 """Read, validate and write YouTube-VIS 2019/2021 and OVIS json files (annotations and results; no torch).
 
-Validation never decodes masks: it checks types, ids, list lengths, RLE sizes and uncompressed
-counts from the dicts, so a 302-video 720p set with thousands of result tracks validates in well
-under a second. Every error is a `DataFormatError` naming the file, the item (``videos[3] (id 7)``,
+Validation is `streamvis.data.validate` (the one validator, which ``check-dataset`` also uses):
+loading raises its first error-level record. It never rasterises masks: it checks types, ids,
+list lengths, RLE sizes, uncompressed counts and compressed RLE strings (decoded in bulk) from the
+dicts. Every error is a `DataFormatError` naming the file, the item (``videos[3] (id 7)``,
 ``annotations[12] (id 40)``, ``results[5]``) and the field. Loaded dicts are returned unchanged
 (extra keys are kept).
+
+Untrusted input limits of `read_json`: files up to `MAX_JSON_BYTES` (4 GiB; the environment
+variable ``STREAMVIS_MAX_JSON_BYTES`` changes it), nesting up to `MAX_JSON_DEPTH` (1024) levels,
+numbers up to 4300 digits (Python's int limit); past them a `DataFormatError` says which.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import mmap
 import os
 from collections import defaultdict
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
 
-from streamvis.data.masks import check_segmentation
+from streamvis.data.validate import raise_first_error, results_problems, ytvis_problems
 from streamvis.errors import DataFormatError, StreamvisError
 from streamvis.utils.io import atomic_open
 
@@ -33,6 +36,7 @@ __all__ = [
     "categories_by_id",
     "load_results",
     "load_ytvis",
+    "max_json_bytes",
     "read_json",
     "results_by_video",
     "validate_results",
@@ -42,10 +46,8 @@ __all__ = [
     "write_ytvis",
 ]
 
-VIDEO_KEYS = ("id", "width", "height", "length", "file_names")
-CATEGORY_KEYS = ("id", "name")
-ANNOTATION_KEYS = ("id", "video_id", "category_id", "segmentations")
-RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
+MAX_JSON_BYTES = 4 << 30  # 4 GiB: OVIS / YouTube-VIS 2021 train jsons are a few hundred MB
+MAX_JSON_DEPTH = 1024  # orjson's fixed nesting limit; YouTube-VIS files nest 6 levels deep
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -57,16 +59,24 @@ def read_json(path):
 
     Raises:
         StreamvisError: the file does not exist or is not a regular file.
-        DataFormatError: malformed json (with line and column) or text that is not UTF-8.
+        DataFormatError: malformed json (with line and column), text that is not UTF-8, or a file
+            past the limits (size `max_json_bytes()`, nesting `MAX_JSON_DEPTH`, 4300-digit numbers).
     """
     path = Path(path)
     if not path.is_file():
         raise StreamvisError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    size, limit = path.stat().st_size, max_json_bytes()
+    if size > limit:
+        raise DataFormatError(
+            f"the file is {size} bytes, more than the {limit}-byte limit for json input "
+            "(set STREAMVIS_MAX_JSON_BYTES to raise it)", path=path)
     if _orjson is not None:
         try:
             return _orjson_load(path)
-        except _orjson.JSONDecodeError:
-            pass  # orjson is stricter (NaN, Infinity, BOM, 1e400): json decides, with its messages
+        except _orjson.JSONDecodeError as err:
+            if "recursion" in str(err) or "depth" in str(err):
+                raise _too_deep(path) from None
+            # orjson is stricter (NaN, Infinity, BOM, 1e400): json decides, with its messages
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -75,6 +85,24 @@ def read_json(path):
         raise DataFormatError(message, path=path) from e
     except UnicodeDecodeError as e:
         raise DataFormatError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from e
+    except RecursionError:
+        raise _too_deep(path) from None
+    except ValueError as e:  # an integer literal past Python's 4300-digit conversion limit
+        raise DataFormatError(f"malformed json: {e}", path=path) from None
+
+
+def max_json_bytes() -> int:
+    """The size limit of json input: ``STREAMVIS_MAX_JSON_BYTES`` when set, else `MAX_JSON_BYTES`."""
+    value = os.environ.get("STREAMVIS_MAX_JSON_BYTES", "")
+    try:
+        return int(value) if value.strip() else MAX_JSON_BYTES
+    except ValueError:
+        raise StreamvisError(f"STREAMVIS_MAX_JSON_BYTES must be a number of bytes, got {value!r}") from None
+
+
+def _too_deep(path) -> DataFormatError:
+    return DataFormatError(
+        f"json nested deeper than {MAX_JSON_DEPTH} levels (a YouTube-VIS file nests 6)", path=path)
 
 
 def _orjson_load(path: Path):
@@ -119,171 +147,11 @@ def load_results(path_or_list, gt: dict, *, path=None) -> list[dict]:
 
 
 # -------------------------------------------------------------------------------------- validation
-def _is_int(value) -> bool:
-    return type(value) is int or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
-
-
-def _is_number(value) -> bool:
-    kind = type(value)  # exact float/int first: the abstract `Real` check is slow
-    return kind is float or kind is int or (isinstance(value, Real) and not isinstance(value, bool))
-
-
-def _finite_plain_numbers(values: list) -> bool:
-    """Fast path: plain floats/ints (no bool) with a finite sum; False means: check one by one."""
-    try:
-        return all(type(v) in (float, int) for v in values) and math.isfinite(sum(values))
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def _where(kind: str, index: int, item) -> str:
-    item_id = item.get("id") if isinstance(item, dict) else None
-    return f"{kind}[{index}]" if item_id is None else f"{kind}[{index}] (id {item_id})"
-
-
-def _require_list(container: dict, key: str, *, path, where=None, optional=False) -> list:
-    value = container.get(key)
-    if value is None and optional:
-        return []
-    if key not in container:
-        raise DataFormatError(f"missing required key '{key}'", path=path, where=where, field=key)
-    if not isinstance(value, list):
-        raise DataFormatError(
-            f"'{key}' must be a list, got {type(value).__name__}", path=path, where=where, field=key
-        )
-    return value
-
-
-def _check_items(items: list, kind: str, required: tuple[str, ...], *, path) -> dict:
-    """Check that each item is a dict with the required keys and a unique integer id; index them."""
-    by_id = {}
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise DataFormatError(
-                f"must be an object, got {type(item).__name__}", path=path, where=f"{kind}[{i}]"
-            )
-        missing = [k for k in required if k not in item]
-        if missing:
-            raise DataFormatError(
-                f"missing required key(s) {missing}", path=path, where=_where(kind, i, item), field=missing[0]
-            )
-        if not _is_int(item["id"]):
-            raise DataFormatError(
-                f"id must be an integer, got {item['id']!r}", path=path, where=f"{kind}[{i}]", field="id"
-            )
-        if item["id"] in by_id:
-            raise DataFormatError(
-                f"duplicated id {item['id']} (also at {kind}[{by_id[item['id']][0]}])",
-                path=path,
-                where=_where(kind, i, item),
-                field="id",
-            )
-        by_id[item["id"]] = (i, item)
-    return by_id
-
-
-def _check_video(video: dict, where: str, path) -> None:
-    for key in ("width", "height"):
-        if not _is_int(video[key]) or video[key] <= 0:
-            raise DataFormatError(
-                f"must be a positive integer, got {video[key]!r}", path=path, where=where, field=key
-            )
-    if not _is_int(video["length"]) or video["length"] < 0:
-        raise DataFormatError(
-            f"must be a non-negative integer, got {video['length']!r}", path=path, where=where, field="length"
-        )
-    names = video["file_names"]
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise DataFormatError("must be a list of strings", path=path, where=where, field="file_names")
-    if len(names) != video["length"]:
-        raise DataFormatError(
-            f"has {len(names)} entries but the video's length is {video['length']}",
-            path=path,
-            where=where,
-            field="file_names",
-        )
-
-
-def _check_per_frame_list(value, key: str, length: int, where: str, path) -> list:
-    if not isinstance(value, list):
-        raise DataFormatError(
-            f"must be a list (one entry per frame), got {type(value).__name__}",
-            path=path,
-            where=where,
-            field=key,
-        )
-    if len(value) != length:
-        raise DataFormatError(
-            f"has {len(value)} entries but the video's length is {length}", path=path, where=where, field=key
-        )
-    return value
-
-
-def _check_segmentations(segs: list, video: dict, where: str, path, *, rle_only: bool) -> None:
-    """Check per-frame segmentations without decoding; compressed RLE of the right size is the fast path."""
-    height, width = video["height"], video["width"]
-    size = [height, width]
-    for f, seg in enumerate(segs):
-        if seg is None:
-            continue
-        if type(seg) is dict and seg.get("size") == size and type(seg.get("counts")) in (str, bytes):
-            continue
-        if rle_only and not isinstance(seg, dict):
-            raise DataFormatError(
-                f"a result segmentation must be an RLE dict or null, got {type(seg).__name__}",
-                path=path,
-                where=where,
-                field=f"segmentations[{f}]",
-            )
-        check_segmentation(seg, height, width, path=path, where=where, field=f"segmentations[{f}]")
-
-
-def _check_boxes_and_areas(ann: dict, length: int, where: str, path) -> None:
-    if "bboxes" in ann and ann["bboxes"] is not None:
-        boxes = _check_per_frame_list(ann["bboxes"], "bboxes", length, where, path)
-        fast = all(b is None or (type(b) is list and len(b) == 4 and _finite_plain_numbers(b)) for b in boxes)
-        for f, box in enumerate(() if fast else boxes):
-            if box is not None and not (
-                isinstance(box, list)
-                and len(box) == 4
-                and all(_is_number(v) and math.isfinite(v) for v in box)
-            ):
-                raise DataFormatError(
-                    f"must be null or [x, y, w, h] finite numbers, got {box!r}",
-                    path=path,
-                    where=where,
-                    field=f"bboxes[{f}]",
-                )
-    if "areas" in ann and ann["areas"] is not None:
-        areas = _check_per_frame_list(ann["areas"], "areas", length, where, path)
-        present = [a for a in areas if a is not None]
-        fast = _finite_plain_numbers(present) and min(present, default=0) >= 0
-        for f, area in enumerate(() if fast else areas):
-            if area is not None and not (_is_number(area) and math.isfinite(area) and area >= 0):
-                raise DataFormatError(
-                    f"must be null or a non-negative number, got {area!r}",
-                    path=path,
-                    where=where,
-                    field=f"areas[{f}]",
-                )
-
-
-def _check_annotation(ann: dict, where: str, videos: dict, categories: dict, path) -> None:
-    for key, known in (("video_id", videos), ("category_id", categories)):
-        if not _is_int(ann[key]) or ann[key] not in known:
-            raise DataFormatError(f"unknown {key} {ann[key]!r}", path=path, where=where, field=key)
-    if ann.get("iscrowd", 0) not in (0, 1):
-        raise DataFormatError(
-            f"must be 0 or 1, got {ann['iscrowd']!r}", path=path, where=where, field="iscrowd"
-        )
-    video = videos[ann["video_id"]][1]
-    segs = _check_per_frame_list(ann["segmentations"], "segmentations", video["length"], where, path)
-    _check_segmentations(segs, video, where, path, rle_only=False)
-    _check_boxes_and_areas(ann, video["length"], where, path)
-
-
 def validate_ytvis(data: dict, path=None) -> None:
     """Validate a YouTube-VIS / OVIS annotation dict (both years' layouts; extra keys are allowed).
+
+    The checks are `streamvis.data.validate.ytvis_problems`' (the one validator that
+    ``check-dataset`` and ``package`` also use); this raises its first error-level record.
 
     Args:
         data: the parsed json.
@@ -292,72 +160,20 @@ def validate_ytvis(data: dict, path=None) -> None:
     Raises:
         DataFormatError: the first problem found, naming the file, the item and the field.
     """
-    if not isinstance(data, dict):
-        raise DataFormatError(f"the top level must be a json object, got {type(data).__name__}", path=path)
-    videos = _check_items(_require_list(data, "videos", path=path), "videos", VIDEO_KEYS, path=path)
-    for i, video in videos.values():
-        _check_video(video, _where("videos", i, video), path)
-    categories = _check_items(
-        _require_list(data, "categories", path=path), "categories", CATEGORY_KEYS, path=path
-    )
-    annotations = _require_list(data, "annotations", path=path, optional=True)
-    for i, ann in _check_items(annotations, "annotations", ANNOTATION_KEYS, path=path).values():
-        _check_annotation(ann, _where("annotations", i, ann), videos, categories, path)
-
-
-def _check_result(entry, where: str, videos: dict | None, categories: dict | None, path) -> None:
-    if not isinstance(entry, dict):
-        raise DataFormatError(
-            f"a result must be an object, got {type(entry).__name__}", path=path, where=where
-        )
-    missing = [k for k in RESULT_KEYS if k not in entry]
-    if missing:
-        raise DataFormatError(f"missing required key(s) {missing}", path=path, where=where, field=missing[0])
-    for key, known in (("video_id", videos), ("category_id", categories)):
-        if not _is_int(entry[key]) or (known is not None and entry[key] not in known):
-            raise DataFormatError(f"unknown {key} {entry[key]!r}", path=path, where=where, field=key)
-    score = entry["score"]
-    if not _is_number(score) or not math.isfinite(score):
-        raise DataFormatError(
-            f"score must be a finite number, got {score!r}", path=path, where=where, field="score"
-        )
-    segs = entry["segmentations"]
-    if videos is None:
-        if not isinstance(segs, list):
-            raise DataFormatError(
-                "must be a list (one entry per frame)", path=path, where=where, field="segmentations"
-            )
-        for f, seg in enumerate(segs):
-            if seg is not None and not isinstance(seg, dict):
-                raise DataFormatError(
-                    "a result segmentation must be an RLE dict or null",
-                    path=path,
-                    where=where,
-                    field=f"segmentations[{f}]",
-                )
-        return
-    video = videos[entry["video_id"]][1]
-    _check_per_frame_list(segs, "segmentations", video["length"], where, path)
-    _check_segmentations(segs, video, where, path, rle_only=True)
+    raise_first_error(ytvis_problems(data, path=path))
 
 
 def validate_results(results, gt: dict | None, path=None) -> None:
     """Validate a results list (against `gt`'s videos and categories when given).
 
     Each entry needs ``video_id``, ``category_id`` (known to `gt`), a finite numeric ``score`` and
-    ``segmentations``: one RLE dict (of the video's size) or null per frame of the video.
+    ``segmentations``: one RLE dict (of the video's size) or null per frame of the video. The checks
+    are `streamvis.data.validate.results_problems`'; this raises its first error-level record.
 
     Raises:
         DataFormatError: the first problem found, naming the file, ``results[i]`` and the field.
     """
-    if not isinstance(results, list):
-        raise DataFormatError(f"results must be a json list, got {type(results).__name__}", path=path)
-    videos = categories = None
-    if gt is not None:
-        videos = {v["id"]: (i, v) for i, v in enumerate(gt["videos"])}
-        categories = {c["id"]: (i, c) for i, c in enumerate(gt["categories"])}
-    for i, entry in enumerate(results):
-        _check_result(entry, f"results[{i}]", videos, categories, path)
+    raise_first_error(results_problems(results, gt, path=path))
 
 
 # ----------------------------------------------------------------------------------------- writing

@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from streamvis.errors import StreamvisError
+
 
 @contextlib.contextmanager
 def atomic_open(path, mode: str = "w", **kwargs):
@@ -19,10 +21,17 @@ def atomic_open(path, mode: str = "w", **kwargs):
 
     Yields:
         A file object. If the block raises, the temporary file is removed and `path` is untouched.
+
+    Raises:
+        StreamvisError: the file cannot be created or put in place (a folder of that name, a
+            read-only or missing location, a full disk), naming `path` and the reason.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise cannot_write(path, err) from None
     # mkstemp creates 0600 files; give the output the permissions a plain open() would
     umask = os.umask(0)
     os.umask(umask)
@@ -32,11 +41,21 @@ def atomic_open(path, mode: str = "w", **kwargs):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            raise cannot_write(path, err) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def cannot_write(path, err: OSError) -> StreamvisError:
+    """The user-facing error for an output file that cannot be written."""
+    reason = "it is a folder" if isinstance(err, IsADirectoryError) or Path(path).is_dir() else (
+        err.strerror or str(err))
+    return StreamvisError(f"{path}: cannot write the output file ({reason})")
 
 
 def atomic_write_json(path, obj, *, indent: int | None = None) -> None:
