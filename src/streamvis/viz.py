@@ -365,6 +365,30 @@ class TrackDrawer:
             self._writer = None
 
 
+def one_entry_per_object(tracks: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+    """Keep one of the results entries that share all their masks, so each object is drawn once.
+
+    The default tracker writes a second class hypothesis of one object as another entry with the
+    same ``segmentations`` (`streamvis.tracking.base.track_results`); the highest-scored of such
+    entries is kept (the first in file order on a tie), in file order.
+
+    Args:
+        tracks: ``(track id, results entry)`` pairs.
+    """
+    import json
+
+    best: dict[str, tuple[int, dict]] = {}
+    order: list[str] = []
+    for tid, entry in tracks:
+        key = json.dumps(entry["segmentations"], sort_keys=True, default=str)
+        if key not in best:
+            order.append(key)
+            best[key] = (tid, entry)
+        elif entry["score"] > best[key][1]["score"]:
+            best[key] = (tid, entry)
+    return sorted((best[k] for k in order), key=lambda pair: pair[0])
+
+
 def render_results_video(
     entries, frames, out_dir: Path, *, names, score_threshold, fps, results_path, bar, write_ids: bool = True
 ) -> int:
@@ -387,7 +411,8 @@ def render_results_video(
     """
     from streamvis.data.masks import decode_rles
 
-    tracks = [(i + 1, e) for i, e in enumerate(entries) if e["score"] >= score_threshold]
+    passing = [(i + 1, e) for i, e in enumerate(entries) if e["score"] >= score_threshold]
+    tracks = one_entry_per_object(passing)  # class hypotheses of one object: drawn once
     count = 0
     with OverlayWriter(out_dir, fps=fps, write_ids=write_ids) as writer:
         for index, frame in enumerate(frames):

@@ -19,7 +19,7 @@ import torch
 from streamvis.data.transforms import resize_image, shortest_edge_size
 from streamvis.data.video import read_image
 from streamvis.errors import DataFormatError
-from streamvis.tracking import Track, Tracker, build_tracker, track_to_result
+from streamvis.tracking import Track, Tracker, build_tracker, track_results
 
 
 def _model_device(model) -> torch.device:
@@ -136,12 +136,16 @@ class VideoPredictor:
         return self.num_frames - 1
 
     def finalize(self) -> list[dict]:
-        """Official results entries of all tracks: ``{video_id, score, category_id, segmentations}``."""
+        """Official results entries of all tracks: ``{video_id, score, category_id, segmentations}``.
+
+        A track with class hypotheses (the default tracker) gives one entry per class, sharing masks.
+        """
         return [
-            track_to_result(
+            entry
+            for t in self.tracker.finalize()
+            for entry in track_results(
                 t, video_id=self.video_id, num_frames=self.num_frames, category_ids=self.category_ids
             )
-            for t in self.tracker.finalize()
         ]
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamvis.errors import ConfigError
-from streamvis.tracking.base import Track, Tracker, track_to_result
+from streamvis.tracking.base import Track, Tracker, track_results, track_to_result
 from streamvis.tracking.crossvis import CrossVISTracker, CrossVISTrackerOptions
 from streamvis.tracking.default import DefaultTracker, DefaultTrackerOptions
 
@@ -118,6 +118,7 @@ __all__ = [
     "build_tracker",
     "make_tracker_options",
     "parse_tracker_options",
+    "track_results",
     "track_to_result",
     "tracker_options",
     "tracker_spec",

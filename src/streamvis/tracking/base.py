@@ -44,6 +44,10 @@ class Track:
         class_votes: class -> summed member score (used by trackers that vote on the class).
         video_score: when set (by a tracker's ``finalize``), the video-level score instead of the
             mean member score.
+        hypotheses: other classes this one object may be: 0-based class -> video-level score of
+            that hypothesis. `track_results` writes one extra results entry per hypothesis, with
+            the track's masks (per-class AP keeps the recall of a second class guess while the
+            object stays one track). Empty for trackers with one class per track.
     """
 
     track_id: int
@@ -56,6 +60,7 @@ class Track:
     masks: dict[int, dict] = field(default_factory=dict)
     class_votes: dict[int, float] = field(default_factory=dict)
     video_score: float | None = None
+    hypotheses: dict[int, float] = field(default_factory=dict)
 
     @property
     def mean_score(self) -> float:
@@ -256,6 +261,28 @@ def track_to_result(
         "category_id": int(category_id),
         "segmentations": [track.masks.get(frame) for frame in range(num_frames)],
     }
+
+
+def track_results(
+    track: Track, *, video_id: int, num_frames: int, category_ids: Sequence[int] | None = None
+) -> list[dict]:
+    """The official results entries of a track: `track_to_result`, then one per class hypothesis.
+
+    The hypothesis entries (``track.hypotheses``, highest score first, ties by class) share the
+    primary entry's ``segmentations`` list (the same object: no copy of the masks).
+
+    Args:
+        video_id, num_frames, category_ids: as for `track_to_result`.
+    """
+    primary = track_to_result(track, video_id=video_id, num_frames=num_frames, category_ids=category_ids)
+    entries = [primary]
+    for cls, score in sorted(track.hypotheses.items(), key=lambda item: (-item[1], item[0])):
+        if cls == track.category:
+            continue
+        category_id = cls + 1 if category_ids is None else int(category_ids[cls])
+        entries.append({"video_id": primary["video_id"], "score": float(score),
+                        "category_id": int(category_id), "segmentations": primary["segmentations"]})
+    return entries
 
 
 class SpilledTracks:
