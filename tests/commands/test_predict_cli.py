@@ -297,3 +297,33 @@ def test_predict_dataset_missing_frame_names_folder_and_images_flag(tmp_path, we
     err = capsys.readouterr().err
     assert "'v3/0.jpg' (video id 3" in err and f"image folder {tmp_path}" in err and "--images" in err
     assert "Traceback" not in err
+
+
+def test_predict_http_stream_live_prints_frames_per_second(tmp_path, weights, capsys):
+    """An http:// URL is a stream (not a file path); --live drops frames and reports the rate achieved."""
+    import functools
+    import http.server
+    import threading
+
+    write_video(tmp_path / "clip.mp4", _frames(4), fps=8)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+    try:
+        out = tmp_path / "out"
+        argv = ["predict", "--weights", str(weights), "--input", url, "--out", str(out), "--no-progress"]
+        assert main(argv) == 0
+        _check_results(out / "results.json", {1: 4})
+        assert main([*argv[:-3], "--out", str(tmp_path / "live"), "--live", "--viz", "--no-progress"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    err = capsys.readouterr().err
+    assert f"{url}: " in err and "frames processed at" in err and "frames/s" in err and "dropped" in err
+    processed = int(err.split(f"{url}: ")[1].split(" frames processed")[0])
+    results = json.loads((tmp_path / "live" / "results.json").read_text())
+    assert 1 <= processed <= 4 and all(len(e["segmentations"]) == processed for e in results)
+    assert probe(tmp_path / "live" / "overlay.mp4")[0] == processed  # drawn live, frame by frame

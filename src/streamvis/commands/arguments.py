@@ -104,7 +104,7 @@ def add_draw_score_threshold(parser: argparse.ArgumentParser, flag: str) -> None
     from streamvis.viz import DRAW_MAX_OVERLAP, DRAW_SCORE_THRESHOLD
 
     parser.add_argument(
-        flag, type=float, default=DRAW_SCORE_THRESHOLD, dest="draw_score_threshold",
+        flag, type=float, default=DRAW_SCORE_THRESHOLD, dest="draw_score_threshold", metavar="SCORE",
         help=f"overlays draw tracks whose video-level score is at least this (default {DRAW_SCORE_THRESHOLD:g}; "
              f"predict --viz and render share it). Each object is drawn once: a track covering more than "
              f"{DRAW_MAX_OVERLAP:g} of a higher-scored one (a second class hypothesis) is left out of the picture")
