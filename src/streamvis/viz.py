@@ -500,7 +500,7 @@ def _check_length(entries, index: int, path, exact: bool = False) -> None:
         if index >= length or (exact and length != index + 1):
             raise DataFormatError(
                 f"the video has {'at least ' if not exact else ''}{index + 1} frames but the results have "
-                f"{length} segmentations",
+                f"{length} segmentations: the results may be for another video or split",
                 path=path,
                 where=f"video id {entry['video_id']}",
                 field="segmentations",

@@ -150,7 +150,8 @@ def test_render_rejects_length_mismatch(tmp_path, capsys):
         "--no-progress",
     ]
     assert main(argv) == 2
-    assert "3 segmentations" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "video id 1" in err and "3 segmentations" in err and "another video or split" in err
     write_video(tmp_path / "short.mp4", _gray_frames(2))
     argv[4] = str(tmp_path / "short.mp4")
     assert main(argv) == 2
