@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from streamvis.viz import DEFAULT_FPS
+# streamvis.viz.DEFAULT_FPS, repeated so that building a parser imports neither PIL nor numpy
+# (tests/test_startup.py checks that the two agree)
+DEFAULT_FPS = 10.0
 
 
 def add_images(parser: argparse.ArgumentParser) -> None:

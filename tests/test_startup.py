@@ -1,0 +1,80 @@
+"""Start-up (issue 15 part 8): the CLI's help and the light commands never import torch; the benchmark runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CASE = REPO / "tests" / "data" / "ytvis_eval" / "case_001"
+
+CHECK = f"""
+import sys
+from streamvis.cli import main
+
+def run(argv):
+    try:
+        return main(argv)
+    except SystemExit as stop:  # --help exits
+        return stop.code
+
+for argv in (["--help"], ["evaluate", "--help"], ["check-dataset", "--help"], ["package", "--help"],
+             ["convert-data", "--help"],
+             ["evaluate", "--gt", {str(CASE / "gt.json")!r}, "--results", {str(CASE / "results.json")!r}]):
+    code = run(argv)
+    assert code in (0, None), (argv, code)
+    assert "torch" not in sys.modules, argv
+for argv in (["predict", "--help"], ["render", "--help"]):  # their parsers need neither torch nor PyAV
+    run(argv)
+    assert "torch" not in sys.modules and "av" not in sys.modules, argv
+print("no torch")
+"""
+
+
+def test_help_and_light_commands_do_not_import_torch():
+    proc = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("no torch")
+
+
+def test_arguments_default_fps_matches_viz():
+    from streamvis.commands.arguments import DEFAULT_FPS
+    from streamvis.viz import DEFAULT_FPS as VIZ_DEFAULT_FPS
+
+    assert DEFAULT_FPS == VIZ_DEFAULT_FPS
+
+
+def test_bench_startup_measures_the_help_group(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_startup
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    rows = bench_startup.measure(1, tmp_path, only={"help"})
+    assert [row["name"] for row in rows][:2] == ["--help", "evaluate --help"]
+    assert all(row["rc"] == 0 and row["wall"] > 0 and row["cpu"] >= 0 for row in rows)
+    table = bench_startup.format_rows(rows)
+    assert "check-dataset --help" in table and "< 1 s" in table
+    assert (tmp_path / "tiny.json").is_file() and (tmp_path / "one_frame.mp4").is_file()
+
+
+def test_warnings_print_one_line_without_source(capsys, monkeypatch):
+    import warnings
+
+    from streamvis import cli
+
+    class Module:
+        @staticmethod
+        def add_arguments(parser):
+            pass
+
+        @staticmethod
+        def run(args):
+            warnings.warn("something odd", UserWarning)
+            return 0
+
+    monkeypatch.setattr(cli, "_load", lambda name: Module)
+    assert cli.main(["bench"]) == 0
+    err = capsys.readouterr().err
+    assert err == "streamvis bench: warning: something odd\n"  # no "warnings.warn(...)" source line
