@@ -71,7 +71,8 @@ def run_child(args: list[str], *, code: str | None = None) -> dict:
     for line in proc.stdout.splitlines():
         if line.startswith("FIRST_FRAME_AT "):
             first = float(line.split()[1]) - start
-    return {"wall": wall, "cpu": cpu, "rc": proc.returncode, "first_frame": first, "stderr": proc.stderr[-400:]}
+    return {"wall": wall, "cpu": cpu, "rc": proc.returncode, "first_frame": first,
+            "stderr": proc.stderr[-400:]}
 
 
 def make_inputs(workdir: Path) -> dict[str, Path]:
@@ -89,7 +90,8 @@ def make_inputs(workdir: Path) -> dict[str, Path]:
     mask[10:30, 10:40] = True
     for t in range(2):
         Image.fromarray(np.full((48, 64, 3), 100, np.uint8)).save(workdir / "frames" / "v1" / f"{t}.png")
-    gt = {"videos": [{"id": 1, "width": 64, "height": 48, "length": 2, "file_names": ["v1/0.png", "v1/1.png"]}],
+    video = {"id": 1, "width": 64, "height": 48, "length": 2, "file_names": ["v1/0.png", "v1/1.png"]}
+    gt = {"videos": [video],
           "categories": [{"id": 1, "name": "box"}],
           "annotations": [{"id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0,
                            "segmentations": [encode_mask(mask)] * 2, "areas": [600, 600],
@@ -107,10 +109,12 @@ def cases(inputs: dict[str, Path], workdir: Path) -> list[tuple[str, str, list[s
         ("light", "evaluate case_001", ["evaluate", "--gt", str(CASE / "gt.json"), "--results",
                                         str(CASE / "results.json")], None),
         ("light", "package case_001", ["package", "--gt", str(CASE / "gt.json"), "--results",
-                                       str(CASE / "results.json"), "--out", str(workdir / "submission.zip")], None),
+                                       str(CASE / "results.json"), "--out",
+                                       str(workdir / "submission.zip")], None),
         ("light", "check-dataset tiny", ["check-dataset", "--gt", str(inputs["tiny"]), "--images",
                                          str(inputs["frames"]), "--no-progress"], None),
-        ("light", "convert-data tiny -> davis", ["convert-data", "--from", "ytvis", "--input", str(inputs["tiny"]),
+        ("light", "convert-data tiny -> davis", ["convert-data", "--from", "ytvis", "--input",
+                                                 str(inputs["tiny"]),
                                                  "--to", "davis", "--out", str(workdir / "davis"),
                                                  "--overwrite"], None),
         ("predict", "predict 1 frame (bundled model)", ["predict", "--input", str(inputs["mp4"]), "--out",
@@ -131,7 +135,8 @@ def measure(repeat: int, workdir: Path, only: set[str] | None = None) -> list[di
         firsts = [r["first_frame"] for r in runs if r["first_frame"] is not None]
         rows.append({
             "group": group, "name": name, "rc": max(r["rc"] for r in runs),
-            "wall": statistics.median(r["wall"] for r in runs), "cpu": statistics.median(r["cpu"] for r in runs),
+            "wall": statistics.median(r["wall"] for r in runs),
+            "cpu": statistics.median(r["cpu"] for r in runs),
             "first_frame": statistics.median(firsts) if firsts else None, "stderr": runs[-1]["stderr"],
         })
     return rows
@@ -145,7 +150,8 @@ def format_rows(rows: list[dict]) -> str:
         target = (f"first frame < {TARGET_FIRST_FRAME_S:g} s" if row["group"] == "predict"
                   else f"< {TARGET_LIGHT_S:g} s")
         failed = f"  (exit code {row['rc']}: {row['stderr'].strip()[-200:]})" if row["rc"] not in (0,) else ""
-        lines.append(f"{row['name']:<34} {row['wall']:>7.2f} {row['cpu']:>7.2f} {first:>11}  {target}{failed}")
+        times = f"{row['wall']:>7.2f} {row['cpu']:>7.2f} {first:>11}"
+        lines.append(f"{row['name']:<34} {times}  {target}{failed}")
     return "\n".join(lines)
 
 

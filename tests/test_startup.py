@@ -1,4 +1,4 @@
-"""Start-up (issue 15 part 8): the CLI's help and the light commands never import torch; the benchmark runs."""
+"""Start-up (issue 15 part 8): help and the light commands never import torch; the benchmark runs."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_warnings_print_one_line_without_source(capsys, monkeypatch):
 
         @staticmethod
         def run(args):
-            warnings.warn("something odd", UserWarning)
+            warnings.warn("something odd", UserWarning, stacklevel=1)
             return 0
 
     monkeypatch.setattr(cli, "_load", lambda name: Module)

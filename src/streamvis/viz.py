@@ -310,7 +310,8 @@ def select_tracks_to_draw(entries: Sequence[dict], max_overlap: float = DRAW_MAX
         if len(rles) > 1:
             iou = np.asarray(mask_util.iou(rles, rles, [0] * len(rles)), dtype=np.float64)  # (P, P)
             # intersection from IoU: I = IoU * (A + B) / (1 + IoU)
-            inter[np.ix_(present, present)] += iou * (frame_areas[:, None] + frame_areas[None, :]) / (1.0 + iou)
+            pair_areas = frame_areas[:, None] + frame_areas[None, :]  # (P, P)
+            inter[np.ix_(present, present)] += iou * pair_areas / (1.0 + iou)
     order = np.argsort(-np.array([float(e["score"]) for e in entries]), kind="stable")
     keep: list[int] = []
     for i in order:
@@ -324,7 +325,8 @@ def select_tracks_to_draw(entries: Sequence[dict], max_overlap: float = DRAW_MAX
 
 def _coco_rle(rle: dict) -> dict:
     counts = rle["counts"]
-    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    counts = counts.encode("ascii") if isinstance(counts, str) else counts
+    return {"size": list(rle["size"]), "counts": counts}
 
 
 class OverlayWriter:
@@ -341,7 +343,8 @@ class OverlayWriter:
             the id PNGs keep every instance. 1.0 draws everything.
     """
 
-    def __init__(self, out_dir, *, fps: float = 10, write_ids: bool = True, max_overlap: float = DRAW_MAX_OVERLAP):
+    def __init__(self, out_dir, *, fps: float = 10, write_ids: bool = True,
+                 max_overlap: float = DRAW_MAX_OVERLAP):
         from streamvis.data.video import VideoWriter
 
         self.out_dir = Path(out_dir)
@@ -358,8 +361,8 @@ class OverlayWriter:
         """
         shown = [i for i in range(len(track_ids)) if visible is None or visible[i]]
         masks_array = np.asarray(masks, dtype=bool).reshape(-1, *frame_bgr.shape[:2])
-        kept = suppress_overlapping(masks_array[shown], None if scores is None else [scores[i] for i in shown],
-                                    self.max_overlap)
+        shown_scores = None if scores is None else [scores[i] for i in shown]
+        kept = suppress_overlapping(masks_array[shown], shown_scores, self.max_overlap)
         keep = [shown[k] for k in kept]
         drawn = overlay_instances(
             frame_bgr,

@@ -1,4 +1,4 @@
-"""`streamvis evaluate` on results that do not fit: partial results warn, wrong lengths suggest another split."""
+"""`streamvis evaluate` on results that do not fit: partial results warn, wrong lengths hint at a split."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ def _mask():
 
 
 def _write(tmp_path, results):
-    videos = [{"id": vid, "width": 8, "height": 8, "length": 2, "file_names": [f"{vid}/0.jpg", f"{vid}/1.jpg"]}
+    videos = [{"id": vid, "width": 8, "height": 8, "length": 2,
+               "file_names": [f"{vid}/0.jpg", f"{vid}/1.jpg"]}
               for vid in (1, 2, 3)]
-    annotations = [{"id": vid, "video_id": vid, "category_id": 1, "iscrowd": 0, "segmentations": [_mask()] * 2,
+    annotations = [{"id": vid, "video_id": vid, "category_id": 1, "iscrowd": 0,
+                    "segmentations": [_mask()] * 2,
                     "areas": [16, 16], "bboxes": [[2, 2, 4, 4]] * 2} for vid in (1, 2, 3)]
     gt = {"videos": videos, "categories": [{"id": 1, "name": "cat"}], "annotations": annotations}
     (tmp_path / "gt.json").write_text(json.dumps(gt))

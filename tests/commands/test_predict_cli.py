@@ -275,7 +275,8 @@ def test_predict_folder_of_videos_and_glob(tmp_path, weights, capsys):
     (vids / "notes.txt").write_text("not a video")
     for spec, name in ((str(vids), "folder"), (str(vids / "*.mp4"), "glob")):
         out = tmp_path / name
-        argv = ["predict", "--weights", str(weights), "--input", spec, "--out", str(out), "--viz", "--no-progress"]
+        argv = ["predict", "--weights", str(weights), "--input", spec, "--out", str(out), "--viz",
+                "--no-progress"]
         assert main(argv) == 0
         _check_results(out / "results.json", {1: 3, 2: 2}, video_ids=(1, 2))  # a.mp4 is video 1
         listing = json.loads((out / "sources.json").read_text())
@@ -290,7 +291,8 @@ def test_predict_folder_of_videos_and_glob(tmp_path, weights, capsys):
 
 def test_predict_dataset_missing_frame_names_folder_and_images_flag(tmp_path, weights, capsys):
     videos = [{"id": 3, "file_names": ["v3/0.jpg"], "height": 60, "width": 80, "length": 1}]
-    (tmp_path / "gt.json").write_text(json.dumps({"videos": videos, "categories": [{"id": 1, "name": "cat"}]}))
+    gt = {"videos": videos, "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
     argv = ["predict", "--weights", str(weights), "--input", str(tmp_path / "gt.json"), "--out",
             str(tmp_path / "out")]
     assert main(argv) == 2

@@ -55,7 +55,7 @@ DEFAULT_WEIGHTS = "default"  # --weights value naming the bundled model (streamv
 
 
 def add_weights(parser: argparse.ArgumentParser, *, required: bool = False, help: str | None = None) -> None:
-    """``--weights``: a streamvis weights file; ``default`` (the default unless `required`) is the bundled model."""
+    """``--weights``: a weights file; ``default`` (the default unless `required`) is the bundled model."""
     if help is None:
         help = ("streamvis weights file (see `streamvis convert`); 'default' names the bundled model "
                 "(streamvis/assets/default_model.pth)")
@@ -77,7 +77,7 @@ def resolve_weights(value: str):
 
 
 def add_result_filters(parser: argparse.ArgumentParser, *, for_predict: bool) -> None:
-    """``--classes`` and ``--max-tracks`` (and ``--score-threshold`` for predict): which results entries to keep.
+    """``--classes``, ``--max-tracks`` (and predict's ``--score-threshold``): which results entries to keep.
 
     `streamvis.data.results_filter.ResultsFilter` applies them; render's ``--score-threshold`` is its
     drawing threshold (`add_draw_score_threshold`).
@@ -93,7 +93,8 @@ def add_result_filters(parser: argparse.ArgumentParser, *, for_predict: bool) ->
         "--classes", metavar="NAMES|IDS",
         help="keep only these classes: comma-separated names or category ids, e.g. person,car or 1,3")
     if for_predict:
-        max_help = (f"keep the N best-scored tracks of each video (default: {DEFAULT_MAX_TRACKS_PER_VIDEO} for a "
+        max_help = (f"keep the N best-scored tracks of each video (default: {DEFAULT_MAX_TRACKS_PER_VIDEO} "
+                    "for a "
                     "video, folder, glob or stream; off for a dataset json, where AP rewards keeping "
                     "low-scored tracks)")
     else:
@@ -107,6 +108,8 @@ def add_draw_score_threshold(parser: argparse.ArgumentParser, flag: str) -> None
 
     parser.add_argument(
         flag, type=float, default=DRAW_SCORE_THRESHOLD, dest="draw_score_threshold", metavar="SCORE",
-        help=f"overlays draw tracks whose video-level score is at least this (default {DRAW_SCORE_THRESHOLD:g}; "
+        help="overlays draw tracks whose video-level score is at least this "
+             f"(default {DRAW_SCORE_THRESHOLD:g}; "
              f"predict --viz and render share it). Each object is drawn once: a track covering more than "
-             f"{DRAW_MAX_OVERLAP:g} of a higher-scored one (a second class hypothesis) is left out of the picture")
+             f"{DRAW_MAX_OVERLAP:g} of a higher-scored one (a second class hypothesis) is left out of "
+             "the picture")

@@ -132,7 +132,8 @@ def _load_results_with_hints(results, gt: dict, path):
             raise
         entry = results[int(index.group(1))]
         where = f"{err.where}, video id {entry.get('video_id')!r}"
-        raise DataFormatError(f"{err.reason}: {SPLIT_HINT}", path=path, where=where, field=err.field) from None
+        raise DataFormatError(f"{err.reason}: {SPLIT_HINT}", path=path, where=where,
+                              field=err.field) from None
 
 
 def _warn_missing_videos(gt: dict, results: list[dict]) -> None:

@@ -50,8 +50,8 @@ def _results_filter(args, names: dict[int, str], *, dataset: bool):
     max_tracks = args.max_tracks
     if max_tracks is None and not dataset:
         max_tracks = DEFAULT_MAX_TRACKS_PER_VIDEO
-    return ResultsFilter(score_threshold=args.score_threshold, category_ids=parse_classes(args.classes, names),
-                         max_tracks=max_tracks)
+    return ResultsFilter(score_threshold=args.score_threshold,
+                         category_ids=parse_classes(args.classes, names), max_tracks=max_tracks)
 
 
 def _write_outputs(out: Path, results: list[dict], names: dict[int, str], gt=None) -> None:
@@ -59,8 +59,8 @@ def _write_outputs(out: Path, results: list[dict], names: dict[int, str], gt=Non
     from streamvis.utils.io import atomic_write_json
 
     write_results(out / "results.json", results, gt)
-    atomic_write_json(out / "categories.json", [{"id": cid, "name": name} for cid, name in sorted(names.items())],
-                      indent=1)
+    categories = [{"id": cid, "name": name} for cid, name in sorted(names.items())]
+    atomic_write_json(out / "categories.json", categories, indent=1)
 
 
 def _predict_dataset(model, args, out: Path) -> None:

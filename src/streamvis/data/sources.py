@@ -132,7 +132,8 @@ def resolve_sources(spec: str, *, live: bool | None = None) -> list[Source]:
     else:
         raise StreamvisError(
             f"{spec}: no such video, frame folder or dataset json (an input can also be a folder of "
-            "videos, a quoted glob like 'vids/*.mp4', an rtsp:// or http(s):// URL, or a webcam index like 0)")
+            "videos, a quoted glob like 'vids/*.mp4', an rtsp:// or http(s):// URL, or a webcam index "
+            "like 0)")
     return [_with_live(s, live) for s in sources]
 
 
@@ -160,7 +161,8 @@ def _path_sources(path: Path) -> list[Source]:
     videos = [Source(str(p), "video", str(p)) for p in entries if p.is_file() and is_video_file(p)]
     folders = [Source(str(p), "frames", str(p)) for p in entries if p.is_dir() and _has_frames(p)]
     if not videos and not folders:
-        raise StreamvisError(f"{path}: the folder holds no .png/.jpg frames, no video files and no frame folders")
+        raise StreamvisError(f"{path}: the folder holds no .png/.jpg frames, no video files and no "
+                             "frame folders")
     return videos + folders
 
 
@@ -291,7 +293,8 @@ class LiveFrames:
     def summary(self, name: str) -> str:
         """One line: frames processed, achieved frames/s, frames dropped."""
         return (f"{name}: {self.frames_processed} frames processed at {self.frames_per_second:.1f} frames/s, "
-                f"{self.frames_dropped} dropped (read {self.frames_read}; frames are dropped when the model is "
+                f"{self.frames_dropped} dropped (read {self.frames_read}; frames are dropped when the "
+                "model is "
                 "slower than the source)")
 
 
@@ -309,6 +312,7 @@ def check_dataset_frames(gt: dict, image_root, json_path, *, images_given: bool)
                 how = "the --images folder" if images_given else (
                     "the json's folder, or its JPEGImages/ when the first frame is there")
                 raise StreamvisError(
-                    f"{json_path}: frame {name!r} (video id {video['id']}, frame {index}) is not in the image "
+                    f"{json_path}: frame {name!r} (video id {video['id']}, frame {index}) is not in the "
+                    "image "
                     f"folder {root} (tried {root / name}; the folder used is {how}); give the folder that "
                     "holds the frames with --images")

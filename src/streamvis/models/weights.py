@@ -110,7 +110,8 @@ def _not_weights_message(path: Path) -> str:
         looks = " (it looks like a video)"
     elif head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff":
         looks = " (it looks like an image)"
-    return (f"not a streamvis weights file or checkpoint{looks}: it cannot be read as a weights-only PyTorch file. "
+    return (f"not a streamvis weights file or checkpoint{looks}: it cannot be read as a weights-only "
+            "PyTorch file. "
             "Pass a file written by `streamvis train`, `streamvis export` or `streamvis convert` (official "
             "checkpoints are converted with `streamvis convert`), or 'default' for the bundled model; a "
             "truncated download also gives this error.")
