@@ -67,13 +67,13 @@ def _font(size: int):
 
 
 def label_text(label: str, track_id: int, score: float | None) -> str:
-    """The text of an overlay label: ``"rounded_box  id 1  0.68"``.
+    """The text of an overlay label: ``"rounded_box · id 1 · 0.68"``.
 
-    The word "id" and two spaces between fields keep the id and the score apart (``#1 0.68``
-    read as "#10.68" in a small font).
+    The word "id" and a middle dot between fields keep the id and the score apart: ``#1 0.68``
+    read as "#10.68" in a small font, and the default font's spaces are narrow.
     """
-    text = f"{label}  id {int(track_id)}"
-    return text if score is None else f"{text}  {float(score):.2f}"
+    text = f"{label} \u00b7 id {int(track_id)}"
+    return text if score is None else f"{text} \u00b7 {float(score):.2f}"
 
 
 def _label_anchor(mask: np.ndarray) -> tuple[int, int] | None:
