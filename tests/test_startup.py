@@ -45,17 +45,17 @@ def test_arguments_default_fps_matches_viz():
     assert DEFAULT_FPS == VIZ_DEFAULT_FPS
 
 
-def test_bench_startup_measures_the_help_group(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import bench_startup
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    rows = bench_startup.measure(1, tmp_path, only={"help"})
-    assert [row["name"] for row in rows][:2] == ["--help", "evaluate --help"]
-    assert all(row["rc"] == 0 and row["wall"] > 0 and row["cpu"] >= 0 for row in rows)
-    table = bench_startup.format_rows(rows)
-    assert "check-dataset --help" in table and "< 1 s" in table
+def test_bench_startup_runs_the_help_group(tmp_path):
+    """The benchmark script runs as a script (its figures are not asserted: the machine is shared)."""
+    script = str(REPO / "benchmarks" / "bench_startup.py")
+    argv = [sys.executable, script, "--repeat", "1", "--only", "help", "--workdir", str(tmp_path)]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:3] == ["command", "wall", "s"]
+    assert [line.split()[0] for line in lines[1:]] == ["--help", "evaluate", "check-dataset", "package",
+                                                       "convert-data", "predict", "render"]
+    assert all(line.rstrip().endswith("< 1 s") for line in lines[1:])  # no "exit code" failures
     assert (tmp_path / "tiny.json").is_file() and (tmp_path / "one_frame.mp4").is_file()
 
 
