@@ -40,7 +40,7 @@ def test_overlay_fills_contours_and_labels():
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.array_equal(image, np.full((60, 80, 3), 100, np.uint8))  # input untouched
     expected_fill = np.round(100 * 0.5 + np.array(color_for_id(1)) * 0.5)
-    assert np.abs(out[40, 20].astype(int) - expected_fill).max() <= 1
+    assert np.abs(out[48, 20].astype(int) - expected_fill).max() <= 1  # below the (moved) labels
     assert tuple(out[40, 10]) == color_for_id(1)  # contour pixel in the full colour
     assert tuple(out[55, 40]) == (100, 100, 100)  # background far from masks and labels
     label_area = out[:30, 10:50]  # labels sit above the masks' top edge
@@ -119,3 +119,33 @@ def test_overlay_writer_draws_one_of_two_duplicates_but_keeps_both_ids(tmp_path)
     assert np.abs(center - own).max() <= 1 and np.abs(center - other).max() > 1
     ids = np.asarray(Image.open(tmp_path / "instance_ids" / "00000.png"))
     assert set(np.unique(ids)) == {0, 1, 2}  # the id PNG keeps both instances
+
+
+def test_label_text_keeps_id_and_score_apart():
+    from streamvis.viz import label_text
+
+    assert label_text("rounded_box", 1, 0.684) == "rounded_box \u00b7 id 1 \u00b7 0.68"
+    assert label_text("cat", 10, None) == "cat \u00b7 id 10"
+
+
+def test_select_tracks_to_draw_keeps_one_track_per_object():
+    from streamvis.data.masks import encode_mask
+    from streamvis.viz import select_tracks_to_draw
+
+    def track(score, x0, x1, frames=(0, 1, 2)):
+        segs = []
+        for t in range(3):
+            mask = np.zeros((20, 30), bool)
+            mask[5:15, x0:x1] = True
+            segs.append(encode_mask(mask) if t in frames else None)
+        return {"score": score, "segmentations": segs}
+
+    entries = [
+        track(0.4, 2, 12),  # a second class hypothesis of the object below: same masks
+        track(0.9, 2, 12),
+        track(0.3, 18, 28),  # another object
+        track(0.8, 3, 8, frames=(1,)),  # a fragment inside the first object in one frame
+    ]
+    assert select_tracks_to_draw(entries) == [1, 2]
+    assert select_tracks_to_draw(entries, max_overlap=1.0) == [0, 1, 2, 3]
+    assert select_tracks_to_draw(entries[2:3]) == [0]

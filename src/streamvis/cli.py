@@ -8,8 +8,10 @@ command runs, so `streamvis evaluate` never pays for importing torch.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
+import warnings
 
 from streamvis import __version__
 from streamvis.errors import StreamvisError
@@ -61,14 +63,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = _load(COMMANDS[args.command][0])
+    shown_before = warnings.showwarning
+    warnings.showwarning = functools.partial(_show_warning, args.command)
     try:
         return int(module.run(args) or 0)
     except StreamvisError as err:
         print(f"streamvis {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, permission denied, a device gone: the system's words, no traceback
+        print(f"streamvis {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"streamvis {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown_before
+
+
+def _show_warning(command, message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line, without the Python source line Python's default shows under it."""
+    print(f"streamvis {command}: warning: {message}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

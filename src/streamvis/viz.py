@@ -25,8 +25,14 @@ from streamvis.errors import DataFormatError
 
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895  # successive hues spread evenly around the circle
 DEFAULT_FPS = 10.0  # frame rate of overlay videos made from frame folders and datasets
-TRACK_SCORE_THRESHOLD = 0.3  # live tracks: detections below this per-frame score are not drawn
-RESULTS_SCORE_THRESHOLD = 0.1  # results files: tracks (video-level score) below this are not drawn
+# Overlays (`predict --viz`, `render`, `demo`) draw tracks whose video-level score is at least this;
+# the results json keeps every track. 0.25 is the confidence ultralytics' `predict` draws by default.
+DRAW_SCORE_THRESHOLD = 0.25
+# A drawn track hiding more than this share of a higher-scored drawn track (summed intersection over
+# the smaller track's summed area, `select_tracks_to_draw`) is not drawn: one object, one label.
+DRAW_MAX_OVERLAP = 0.5
+RESULTS_SCORE_THRESHOLD = DRAW_SCORE_THRESHOLD  # former names, kept for callers
+TRACK_SCORE_THRESHOLD = DRAW_SCORE_THRESHOLD
 
 
 def color_for_id(track_id: int) -> tuple[int, int, int]:
@@ -60,9 +66,14 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _label_text(label: str, track_id: int, score: float | None) -> str:
-    text = f"{label} #{int(track_id)}"
-    return text if score is None else f"{text} {float(score):.2f}"
+def label_text(label: str, track_id: int, score: float | None) -> str:
+    """The text of an overlay label: ``"rounded_box · id 1 · 0.68"``.
+
+    The word "id" and a middle dot between fields keep the id and the score apart: ``#1 0.68``
+    read as "#10.68" in a small font, and the default font's spaces are narrow.
+    """
+    text = f"{label} \u00b7 id {int(track_id)}"
+    return text if score is None else f"{text} \u00b7 {float(score):.2f}"
 
 
 def _label_anchor(mask: np.ndarray) -> tuple[int, int] | None:
@@ -152,7 +163,7 @@ def overlay_instances(
     for i, mask in enumerate(masks):
         anchor = _label_anchor(mask)
         if anchor is not None:
-            text = _label_text(labels[i], track_ids[i], None if scores is None else scores[i])
+            text = label_text(labels[i], track_ids[i], None if scores is None else scores[i])
             _draw_label(draw, anchor, text, tuple(int(c) for c in colors[i]), font, image.shape[:2], placed)
     return np.asarray(canvas)
 
@@ -263,6 +274,61 @@ def suppress_overlapping(masks, scores: Sequence[float] | None, max_overlap: flo
     return sorted(keep)
 
 
+def select_tracks_to_draw(entries: Sequence[dict], max_overlap: float = DRAW_MAX_OVERLAP) -> list[int]:
+    """Indices (in input order) of one video's results entries to draw, so that each object shows once.
+
+    A tracker may keep one track per class hypothesis of an object (the default tracker does), or
+    a short fragment of it; the results keep them all (AP rewards it) but a picture of them is
+    unreadable. Over the whole video, an entry is left out when the masks it shares with a
+    higher-scored kept entry cover more than `max_overlap` of the smaller of the two (summed
+    intersection over the smaller summed mask area). Deciding per track, not per frame, keeps one
+    stable label per object instead of a label that flips between hypotheses.
+
+    Args:
+        entries: official results entries of ONE video (``score``, ``segmentations``: RLE or None
+            per frame).
+        max_overlap: in [0, 1]; >= 1 keeps every entry.
+
+    Returns:
+        Sorted indices into `entries`.
+    """
+    import pycocotools.mask as mask_util
+
+    count = len(entries)
+    if count < 2 or max_overlap >= 1.0:
+        return list(range(count))
+    areas = np.zeros(count)
+    inter = np.zeros((count, count))  # summed intersection areas over frames
+    length = max(len(e["segmentations"]) for e in entries)
+    for t in range(length):
+        present = [i for i, e in enumerate(entries) if t < len(e["segmentations"]) and e["segmentations"][t]]
+        rles = [_coco_rle(entries[i]["segmentations"][t]) for i in present]
+        if not rles:
+            continue
+        frame_areas = mask_util.area(rles).astype(np.float64)  # (P,)
+        areas[present] += frame_areas
+        if len(rles) > 1:
+            iou = np.asarray(mask_util.iou(rles, rles, [0] * len(rles)), dtype=np.float64)  # (P, P)
+            # intersection from IoU: I = IoU * (A + B) / (1 + IoU)
+            pair_areas = frame_areas[:, None] + frame_areas[None, :]  # (P, P)
+            inter[np.ix_(present, present)] += iou * pair_areas / (1.0 + iou)
+    order = np.argsort(-np.array([float(e["score"]) for e in entries]), kind="stable")
+    keep: list[int] = []
+    for i in order:
+        if keep and areas[i] > 0:
+            overlap = inter[keep, i] / np.maximum(np.minimum(areas[keep], areas[i]), 1.0)
+            if overlap.max() > max_overlap:
+                continue
+        keep.append(int(i))
+    return sorted(keep)
+
+
+def _coco_rle(rle: dict) -> dict:
+    counts = rle["counts"]
+    counts = counts.encode("ascii") if isinstance(counts, str) else counts
+    return {"size": list(rle["size"]), "counts": counts}
+
+
 class OverlayWriter:
     """Write one video's overlays: ``overlay.mp4`` and ``instance_ids/NNNNN.png`` (16-bit track ids).
 
@@ -277,7 +343,8 @@ class OverlayWriter:
             the id PNGs keep every instance. 1.0 draws everything.
     """
 
-    def __init__(self, out_dir, *, fps: float = 10, write_ids: bool = True, max_overlap: float = 0.5):
+    def __init__(self, out_dir, *, fps: float = 10, write_ids: bool = True,
+                 max_overlap: float = DRAW_MAX_OVERLAP):
         from streamvis.data.video import VideoWriter
 
         self.out_dir = Path(out_dir)
@@ -286,12 +353,20 @@ class OverlayWriter:
         self.num_frames = 0
         self.video = VideoWriter(self.out_dir / "overlay.mp4", fps=fps)
 
-    def write(self, frame_bgr: np.ndarray, masks, track_ids, labels, scores=None) -> np.ndarray:
-        """Draw one frame's instances (see `overlay_instances`), append it; returns the drawn frame."""
-        keep = suppress_overlapping(masks, scores, self.max_overlap)
+    def write(self, frame_bgr: np.ndarray, masks, track_ids, labels, scores=None, visible=None) -> np.ndarray:
+        """Draw one frame's instances (see `overlay_instances`), append it; returns the drawn frame.
+
+        Args:
+            visible: N bools, or None for all: instances to draw in the MP4 (the id PNG keeps all).
+        """
+        shown = [i for i in range(len(track_ids)) if visible is None or visible[i]]
+        masks_array = np.asarray(masks, dtype=bool).reshape(-1, *frame_bgr.shape[:2])
+        shown_scores = None if scores is None else [scores[i] for i in shown]
+        kept = suppress_overlapping(masks_array[shown], shown_scores, self.max_overlap)
+        keep = [shown[k] for k in kept]
         drawn = overlay_instances(
             frame_bgr,
-            np.asarray(masks, dtype=bool)[keep],
+            masks_array[keep],
             [track_ids[i] for i in keep],
             [labels[i] for i in keep],
             None if scores is None else [scores[i] for i in keep],
@@ -313,16 +388,22 @@ class OverlayWriter:
 class TrackDrawer:
     """Per-frame callback drawing the tracks of the current frame; opens one writer per video.
 
+    For live sources, which cannot be read twice (files are drawn from their results with
+    `render_results_video`). A track's score is not final until the video ends, so a track is
+    drawn when its running score (mean member score so far, the video-level score of the
+    official rule) reaches `score_threshold`, and each frame shows each object once
+    (`suppress_overlapping`).
+
     Args:
         out_dir_for: video dict (or None) -> output folder of that video's overlays.
         class_names: 0-based class -> name (None: "class N" with N = class + 1).
         fps: overlay frame rate.
-        score_threshold: detections below this per-frame score are skipped (less clutter).
+        score_threshold: tracks whose running score is below this are skipped.
     """
 
     def __init__(
         self, out_dir_for, *, class_names=None, fps: float = DEFAULT_FPS,
-        score_threshold: float = TRACK_SCORE_THRESHOLD,
+        score_threshold: float = DRAW_SCORE_THRESHOLD,
     ):
         self.out_dir_for = out_dir_for
         self.class_names = class_names
@@ -345,7 +426,7 @@ class TrackDrawer:
             self.close()
             self._writer = OverlayWriter(self.out_dir_for(video), fps=self.fps).__enter__()
             self._video_key = key
-        shown = [t for t in tracks if t.scores[-1] >= self.score_threshold]
+        shown = [t for t in tracks if t.score >= self.score_threshold]
         if shown:
             masks = decode_rles([t.masks[frame_index] for t in shown]).astype(bool)  # (N, H, W)
         else:
@@ -355,7 +436,7 @@ class TrackDrawer:
             masks,
             [t.track_id for t in shown],
             [self._label(t.category) for t in shown],
-            [t.scores[-1] for t in shown],
+            [t.score for t in shown],
         )
 
     def close(self, exc_info=(None, None, None)) -> None:
@@ -390,17 +471,25 @@ def one_entry_per_object(tracks: list[tuple[int, dict]]) -> list[tuple[int, dict
 
 
 def render_results_video(
-    entries, frames, out_dir: Path, *, names, score_threshold, fps, results_path, bar, write_ids: bool = True
+    entries, frames, out_dir: Path, *, names, score_threshold: float = DRAW_SCORE_THRESHOLD,
+    fps: float = DEFAULT_FPS, results_path=None, bar=None, write_ids: bool = True,
+    max_overlap: float = DRAW_MAX_OVERLAP,
 ) -> int:
     """Draw the results entries of one video over its frames into ``out_dir/overlay.mp4``.
+
+    The one drawing path of `streamvis render`, `streamvis predict --viz` (for inputs it can read
+    twice) and `streamvis demo`: the same results and defaults give the same pixels.
 
     Args:
         entries: the video's results entries (official format), in file order (track id = position + 1).
         frames: iterable of (H, W, 3) uint8 BGR frames.
         out_dir: folder for ``overlay.mp4`` (and ``instance_ids/`` when `write_ids`).
-        names: category id -> name; score_threshold: entries below it are not drawn.
+        names: category id -> name; score_threshold: entries whose (video-level) score is below it
+            are not drawn, nor written to the id PNGs.
         fps: MP4 frame rate; results_path: named in errors (None for in-memory results).
-        bar: a tqdm bar updated once per frame.
+        bar: a tqdm bar updated once per frame, or None.
+        max_overlap: see `select_tracks_to_draw` (the MP4 shows each object once; the id PNGs keep
+            every entry above the threshold).
 
     Returns:
         The number of frames written.
@@ -413,8 +502,9 @@ def render_results_video(
 
     passing = [(i + 1, e) for i, e in enumerate(entries) if e["score"] >= score_threshold]
     tracks = one_entry_per_object(passing)  # class hypotheses of one object: drawn once
+    drawn = {tracks[k][0] for k in select_tracks_to_draw([e for _, e in tracks], max_overlap)}
     count = 0
-    with OverlayWriter(out_dir, fps=fps, write_ids=write_ids) as writer:
+    with OverlayWriter(out_dir, fps=fps, write_ids=write_ids, max_overlap=max_overlap) as writer:
         for index, frame in enumerate(frames):
             _check_length(entries, index, results_path)
             shown = [(tid, e) for tid, e in tracks if e["segmentations"][index] is not None]
@@ -423,9 +513,11 @@ def render_results_video(
                 masks = decode_rles([e["segmentations"][index] for _, e in shown]).astype(bool)  # (N, H, W)
                 _check_size(masks, frame, entries[0]["video_id"], results_path)
             labels = [names.get(e["category_id"], f"class {e['category_id']}") for _, e in shown]
-            writer.write(frame, masks, [tid for tid, _ in shown], labels, [e["score"] for _, e in shown])
+            writer.write(frame, masks, [tid for tid, _ in shown], labels, [e["score"] for _, e in shown],
+                         visible=[tid in drawn for tid, _ in shown])
             count += 1
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
         _check_length(entries, count - 1, results_path, exact=True)  # inside: an error discards the MP4
     return count
 
@@ -436,7 +528,7 @@ def _check_length(entries, index: int, path, exact: bool = False) -> None:
         if index >= length or (exact and length != index + 1):
             raise DataFormatError(
                 f"the video has {'at least ' if not exact else ''}{index + 1} frames but the results have "
-                f"{length} segmentations",
+                f"{length} segmentations: the results may be for another video or split",
                 path=path,
                 where=f"video id {entry['video_id']}",
                 field="segmentations",

@@ -188,3 +188,144 @@ def test_predict_tracker_options(tmp_path, weights, capsys):
     assert main([*base, "--out", str(tmp_path / "c"), "--tracker-set", "max_age=soon"]) == 2
     assert "'tracker.max_age' must be int" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()  # refused before any work
+
+
+def _decoded(path):
+    from streamvis.data.video import read_frames
+
+    return list(read_frames(path))
+
+
+def test_predict_viz_and_render_draw_the_same_pixels(tmp_path, weights, capsys):
+    """Same results, same defaults: `predict --viz` and `render` write identical overlays and id maps."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(_frames(3)):
+        Image.fromarray(frame[:, :, ::-1]).save(folder / f"{i:03d}.png")
+    out, rendered = tmp_path / "out", tmp_path / "rendered"
+    argv = ["predict", "--weights", str(weights), "--input", str(folder), "--out", str(out), "--viz",
+            "--no-progress"]
+    assert main(argv) == 0
+    names = json.loads((out / "categories.json").read_text())
+    assert names == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "fox"}]
+    argv = ["render", "--results", str(out / "results.json"), "--gt-or-video", str(folder), "--out",
+            str(rendered), "--no-progress"]
+    assert main(argv) == 0  # class names come from categories.json beside the results
+    from_predict, from_render = _decoded(out / "overlay.mp4"), _decoded(rendered / "overlay.mp4")
+    assert len(from_predict) == len(from_render) == 3
+    for a, b in zip(from_predict, from_render):
+        assert np.array_equal(a, b)
+    for name in ("00000.png", "00001.png", "00002.png"):
+        assert np.array_equal(np.asarray(Image.open(out / "instance_ids" / name)),
+                              np.asarray(Image.open(rendered / "instance_ids" / name)))
+    original = np.asarray(Image.open(folder / "000.png"))[:, :, ::-1].astype(int)
+    assert np.abs(from_predict[0].astype(int) - original).mean() > 5  # something was drawn
+    # a changed default would show: a different threshold draws a different picture
+    assert main([*argv[:-1], "--score-threshold", "2", "--out", str(tmp_path / "none"), "--no-progress"]) == 0
+    assert not np.array_equal(_decoded(tmp_path / "none" / "overlay.mp4")[0], from_render[0])
+
+
+def test_predict_filters(tmp_path, weights, capsys):
+    """The flags reach the written file (ResultsFilter itself: tests/data/test_results_filter.py)."""
+    write_video(tmp_path / "in.mp4", _frames(3), fps=8)
+    base = ["predict", "--weights", str(weights), "--input", str(tmp_path / "in.mp4"), "--no-progress"]
+
+    def written(name, *flags):
+        assert main([*base, "--out", str(tmp_path / name), *flags]) == 0
+        return json.loads((tmp_path / name / "results.json").read_text())
+
+    everything = written("all")
+    assert everything  # the tiny model's class 0 ("cat", id 1) fires everywhere
+    best = max(e["score"] for e in everything)
+    assert written("above", "--score-threshold", str(best + 1e-6)) == []
+    assert written("at", "--score-threshold", str(best)) != []
+    assert written("dog", "--classes", "dog") == []
+    assert written("cat", "--classes", "cat,2") == everything
+    assert main([*base, "--out", str(tmp_path / "x"), "--classes", "zebra"]) == 2
+    err = capsys.readouterr().err
+    assert "'zebra' is not a category" in err and "1=cat" in err
+    assert main([*base, "--out", str(tmp_path / "x"), "--max-tracks", "0"]) == 2
+
+
+def test_predict_help_shows_defaults_and_why(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "AP rewards keeping low-scored tracks" in text
+    assert "(default 0.25; predict --viz and render share it)" in text
+    assert "'default' names the bundled model" in text and "(default: default)" in text
+
+
+def test_predict_weights_default_is_the_bundled_model(tmp_path):
+    from streamvis.assets import default_weights_path
+    from streamvis.cli import build_parser
+    from streamvis.commands.arguments import resolve_weights
+
+    args = build_parser(("predict",)).parse_args(["predict", "--input", "x.mp4", "--out", str(tmp_path)])
+    assert args.weights == "default"
+    assert resolve_weights(args.weights) == default_weights_path()
+    assert resolve_weights("w.pth").name == "w.pth"
+
+
+def test_predict_folder_of_videos_and_glob(tmp_path, weights, capsys):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    write_video(vids / "b.mp4", _frames(2), fps=8)
+    write_video(vids / "a.mp4", _frames(3), fps=8)
+    (vids / "notes.txt").write_text("not a video")
+    for spec, name in ((str(vids), "folder"), (str(vids / "*.mp4"), "glob")):
+        out = tmp_path / name
+        argv = ["predict", "--weights", str(weights), "--input", spec, "--out", str(out), "--viz",
+                "--no-progress"]
+        assert main(argv) == 0
+        _check_results(out / "results.json", {1: 3, 2: 2}, video_ids=(1, 2))  # a.mp4 is video 1
+        listing = json.loads((out / "sources.json").read_text())
+        assert [(s["video_id"], s["input"], s["frames"]) for s in listing] == [
+            (1, str(vids / "a.mp4"), 3), (2, str(vids / "b.mp4"), 2)]
+        assert probe(out / "videos" / "2" / "overlay.mp4")[0] == 2
+    assert "tracks in 2 inputs" in capsys.readouterr().out
+    assert main(["predict", "--weights", str(weights), "--input", str(tmp_path / "*.avi"), "--out",
+                 str(tmp_path / "none")]) == 2
+    assert "matches no video file or frame folder" in capsys.readouterr().err
+
+
+def test_predict_dataset_missing_frame_names_folder_and_images_flag(tmp_path, weights, capsys):
+    videos = [{"id": 3, "file_names": ["v3/0.jpg"], "height": 60, "width": 80, "length": 1}]
+    gt = {"videos": videos, "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    argv = ["predict", "--weights", str(weights), "--input", str(tmp_path / "gt.json"), "--out",
+            str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'v3/0.jpg' (video id 3" in err and f"image folder {tmp_path}" in err and "--images" in err
+    assert "Traceback" not in err
+
+
+def test_predict_http_stream_live_prints_frames_per_second(tmp_path, weights, capsys):
+    """An http:// URL is a stream (not a file path); --live drops frames and reports the rate achieved."""
+    import functools
+    import http.server
+    import threading
+
+    write_video(tmp_path / "clip.mp4", _frames(4), fps=8)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+    try:
+        out = tmp_path / "out"
+        argv = ["predict", "--weights", str(weights), "--input", url, "--out", str(out), "--no-progress"]
+        assert main(argv) == 0
+        _check_results(out / "results.json", {1: 4})
+        assert main([*argv[:-3], "--out", str(tmp_path / "live"), "--live", "--viz", "--no-progress"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    err = capsys.readouterr().err
+    assert f"{url}: " in err and "frames processed at" in err and "frames/s" in err and "dropped" in err
+    processed = int(err.split(f"{url}: ")[1].split(" frames processed")[0])
+    results = json.loads((tmp_path / "live" / "results.json").read_text())
+    assert 1 <= processed <= 4 and all(len(e["segmentations"]) == processed for e in results)
+    assert probe(tmp_path / "live" / "overlay.mp4")[0] == processed  # drawn live, frame by frame

@@ -150,8 +150,29 @@ def test_render_rejects_length_mismatch(tmp_path, capsys):
         "--no-progress",
     ]
     assert main(argv) == 2
-    assert "3 segmentations" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "video id 1" in err and "3 segmentations" in err and "another video or split" in err
     write_video(tmp_path / "short.mp4", _gray_frames(2))
     argv[4] = str(tmp_path / "short.mp4")
     assert main(argv) == 2
     assert "2 frames" in capsys.readouterr().err and not (tmp_path / "o" / "overlay.mp4").exists()
+
+
+def test_render_class_names_for_a_single_video(tmp_path):
+    """Results store no names: --class-names, --weights, or categories.json beside the results."""
+    import argparse
+
+    from streamvis.commands.render import _category_names, parse_class_names
+
+    assert parse_class_names("cat, dog") == {1: "cat", 2: "dog"}
+    assert parse_class_names("3=car,7=dog") == {3: "car", 7: "dog"}
+    results = tmp_path / "results.json"
+    args = argparse.Namespace(class_names=None, categories=None, weights=None, results=str(results))
+    assert _category_names(args, None) == {}
+    (tmp_path / "categories.json").write_text(json.dumps([{"id": 4, "name": "duck"}]))
+    assert _category_names(args, None) == {4: "duck"}  # written beside the results by predict
+    args.weights = "default"  # the bundled model's names win over the file beside the results
+    from_weights = _category_names(args, None)
+    assert from_weights[2] == "rounded_box" and len(from_weights) == 8
+    args.class_names = "fox"
+    assert _category_names(args, None) == {1: "fox"}

@@ -56,7 +56,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     with pytest.raises(StreamvisError, match="missing.pth: checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pth")
     (tmp_path / "trunc.pth").write_bytes(b"PK\x03\x04garbage")
-    unreadable = r"cannot read the file with torch.load\(weights_only"
+    unreadable = r"not a streamvis weights file or checkpoint: it cannot be read as a weights-only"
     with pytest.raises(StreamvisError, match="trunc.pth: " + unreadable):
         load_checkpoint(tmp_path / "trunc.pth")
     torch.save({"weights": 1}, tmp_path / "other.pth")

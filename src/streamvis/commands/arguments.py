@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from streamvis.viz import DEFAULT_FPS
+# streamvis.viz.DEFAULT_FPS, repeated so that building a parser imports neither PIL nor numpy
+# (tests/test_startup.py checks that the two agree)
+DEFAULT_FPS = 10.0
 
 
 def add_images(parser: argparse.ArgumentParser) -> None:
@@ -47,3 +49,67 @@ def add_tracker(parser: argparse.ArgumentParser, *, options: bool = True) -> Non
 def add_no_progress(parser: argparse.ArgumentParser) -> None:
     """``--no-progress``: hide the progress bars."""
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+DEFAULT_WEIGHTS = "default"  # --weights value naming the bundled model (streamvis.assets)
+
+
+def add_weights(parser: argparse.ArgumentParser, *, required: bool = False, help: str | None = None) -> None:
+    """``--weights``: a weights file; ``default`` (the default unless `required`) is the bundled model."""
+    if help is None:
+        help = ("streamvis weights file (see `streamvis convert`); 'default' names the bundled model "
+                "(streamvis/assets/default_model.pth)")
+    if not required:
+        help += " (default: default)"
+    parser.add_argument("--weights", required=required, default=None if required else DEFAULT_WEIGHTS,
+                        metavar="W.pth|default", help=help)
+
+
+def resolve_weights(value: str):
+    """The weights file a ``--weights`` value names (``default``: the bundled model)."""
+    from pathlib import Path
+
+    if value == DEFAULT_WEIGHTS:
+        from streamvis.assets import default_weights_path
+
+        return default_weights_path()
+    return Path(value)
+
+
+def add_result_filters(parser: argparse.ArgumentParser, *, for_predict: bool) -> None:
+    """``--classes``, ``--max-tracks`` (and predict's ``--score-threshold``): which results entries to keep.
+
+    `streamvis.data.results_filter.ResultsFilter` applies them; render's ``--score-threshold`` is its
+    drawing threshold (`add_draw_score_threshold`).
+    """
+    from streamvis.data.results_filter import DEFAULT_MAX_TRACKS_PER_VIDEO
+
+    if for_predict:
+        parser.add_argument(
+            "--score-threshold", type=float, default=None,
+            help="write only tracks whose video-level score is at least this (default: keep all; for a "
+                 "dataset json keep all to score AP: AP rewards low-scored tracks, they only add recall)")
+    parser.add_argument(
+        "--classes", metavar="NAMES|IDS",
+        help="keep only these classes: comma-separated names or category ids, e.g. person,car or 1,3")
+    if for_predict:
+        max_help = (f"keep the N best-scored tracks of each video (default: {DEFAULT_MAX_TRACKS_PER_VIDEO} "
+                    "for a "
+                    "video, folder, glob or stream; off for a dataset json, where AP rewards keeping "
+                    "low-scored tracks)")
+    else:
+        max_help = "draw only the N best-scored tracks of each video (default: all)"
+    parser.add_argument("--max-tracks", type=int, metavar="N", default=None, help=max_help)
+
+
+def add_draw_score_threshold(parser: argparse.ArgumentParser, flag: str) -> None:
+    """The overlay drawing threshold (``predict --viz-score-threshold``, ``render --score-threshold``)."""
+    from streamvis.viz import DRAW_MAX_OVERLAP, DRAW_SCORE_THRESHOLD
+
+    parser.add_argument(
+        flag, type=float, default=DRAW_SCORE_THRESHOLD, dest="draw_score_threshold", metavar="SCORE",
+        help="overlays draw tracks whose video-level score is at least this "
+             f"(default {DRAW_SCORE_THRESHOLD:g}; "
+             f"predict --viz and render share it). Each object is drawn once: a track covering more than "
+             f"{DRAW_MAX_OVERLAP:g} of a higher-scored one (a second class hypothesis) is left out of "
+             "the picture")

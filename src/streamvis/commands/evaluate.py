@@ -112,11 +112,48 @@ def _read_mots(args: argparse.Namespace) -> tuple[dict, list, tuple[int, ...]]:
     return gt, results, module.EVAL_CLASSES
 
 
+SPLIT_HINT = ("the results may belong to another split or another version of the dataset json "
+              "(e.g. valid vs. train); check --gt")
+
+
+def _load_results_with_hints(results, gt: dict, path):
+    """`load_results`, whose length and video-id errors name the video and suggest another split."""
+    import re
+
+    from streamvis.data.ytvis import load_results
+    from streamvis.errors import DataFormatError
+
+    try:
+        return load_results(results, gt, path=path)
+    except DataFormatError as err:
+        index = re.fullmatch(r"results\[(\d+)\].*", err.where or "")
+        length_error = err.field == "segmentations" and "video's length" in err.reason
+        if not (length_error or err.field == "video_id") or index is None:
+            raise
+        entry = results[int(index.group(1))]
+        where = f"{err.where}, video id {entry.get('video_id')!r}"
+        raise DataFormatError(f"{err.reason}: {SPLIT_HINT}", path=path, where=where,
+                              field=err.field) from None
+
+
+def _warn_missing_videos(gt: dict, results: list[dict]) -> None:
+    """Results covering only some videos are scored (the others count as misses), with a warning."""
+    import sys
+
+    covered = {entry["video_id"] for entry in results}
+    missing = [v["id"] for v in gt["videos"] if v["id"] not in covered]
+    if results and missing:
+        shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        print(f"streamvis evaluate: warning: the results cover {len(gt['videos']) - len(missing)} of "
+              f"{len(gt['videos'])} videos; {len(missing)} videos have no results (ids {shown}) and their "
+              "objects count as missed", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     import sys
     import warnings
 
-    from streamvis.data.ytvis import load_results, load_ytvis, read_json
+    from streamvis.data.ytvis import load_ytvis, read_json
     from streamvis.evaluation import evaluate, format_table
     from streamvis.utils.io import atomic_write_json
 
@@ -129,7 +166,8 @@ def _run(args: argparse.Namespace) -> int:
     # truth's objects are not held at once
     results = read_json(args.results)
     gt = load_ytvis(args.gt)
-    results = load_results(results, gt, path=args.results)
+    results = _load_results_with_hints(results, gt, args.results)
+    _warn_missing_videos(gt, results)
     result = None
     if "ap" in metrics_asked:
         with warnings.catch_warnings(record=True) as caught:

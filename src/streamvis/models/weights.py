@@ -86,9 +86,9 @@ def read_file(path) -> dict:
         raise DataFormatError("no such weights or checkpoint file", path=path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (any unpickling failure is a format error for the user)
-        raise DataFormatError(f"cannot read the file with torch.load(weights_only=True): {err}",
-                              path=path) from None
+    except Exception:  # noqa: BLE001 (any unpickling failure is a format error for the user)
+        # PyTorch's own text advises turning weights_only off, which would let the file run code
+        raise DataFormatError(_not_weights_message(path), path=path) from None
     if not isinstance(data, dict):
         raise DataFormatError(f"not a streamvis weights file: a {type(data).__name__}, not a dict", path=path)
     version = format_version(data)
@@ -97,6 +97,24 @@ def read_file(path) -> dict:
             f"written by a newer streamvis (weights format version {version}; this streamvis reads "
             f"versions up to {FORMAT_VERSION}): upgrade streamvis to load it", path=path)
     return data
+
+
+def _not_weights_message(path: Path) -> str:
+    """The one-paragraph error for a file that is not a weights file (what it looks like, what to pass)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    looks = ""
+    if head.lstrip()[:1] in (b"{", b"["):
+        looks = " (it looks like a json file)"
+    elif head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3":
+        looks = " (it looks like a video)"
+    elif head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff":
+        looks = " (it looks like an image)"
+    return (f"not a streamvis weights file or checkpoint{looks}: it cannot be read as a weights-only "
+            "PyTorch file. "
+            "Pass a file written by `streamvis train`, `streamvis export` or `streamvis convert` (official "
+            "checkpoints are converted with `streamvis convert`), or 'default' for the bundled model; a "
+            "truncated download also gives this error.")
 
 
 def format_version(data: dict) -> int:
