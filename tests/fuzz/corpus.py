@@ -190,11 +190,11 @@ def tiny_weights_file(path: Path) -> Path:
     """A streamvis weights file of a tiny random CrossVIS (as in tests/commands/test_predict_cli.py)."""
     import torch
 
-    from streamvis.models.build import ModelConfig, build_model
-    from streamvis.models.convert import weights_file
-    from streamvis.utils.io import atomic_torch_save
+    from streamvis.models.build import build_model
+    from streamvis.models.crossvis.config import CrossVISConfig
+    from streamvis.models.weights import save_weights
 
-    cfg = ModelConfig(
+    cfg = CrossVISConfig(
         depth=18, num_classes=3, fpn_channels=32, head_channels=64, head_num_convs=1, mask_branch_channels=16,
         mask_branch_num_convs=1, reid_dim=16, num_identities=10, detections_per_frame=3, test_short_side=64,
         test_max_size=96
@@ -205,8 +205,7 @@ def tiny_weights_file(path: Path) -> Path:
         model.head.cls_logits.bias[0] = 4.0  # untrained: make class 0 fire everywhere
         model.head.bbox_pred.bias.fill_(2.0)
         model.head.controller.bias[-1] = 8.0  # the last dynamic-conv bias: masks on
-    atomic_torch_save(weights_file(model.state_dict(), cfg), path)
-    return path
+    return save_weights(path, model.state_dict(), cfg)
 
 
 # -------------------------------------------------------------------------------------- mutations
@@ -947,7 +946,7 @@ def case_weights(rng: random.Random, seeds: Seeds, folder: Path, mutations: list
 
 def run_weights(case, seeds: Seeds, folder: Path) -> tuple[str, str]:
     from streamvis.engine.checkpoint import load_checkpoint
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
 
     path, marker = case
     results = [

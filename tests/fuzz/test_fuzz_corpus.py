@@ -90,7 +90,7 @@ def _write(path, text):
 def _pickle_loaders(tmp_path):
     """name -> callable(path) -> outcome, for every reader of weights / checkpoint files."""
     from streamvis.engine.checkpoint import load_checkpoint
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
     from streamvis.models.imagenet_weights import load_torchvision_resnet, read_numpy_pickle
 
     def cli(command, flag):
@@ -176,7 +176,7 @@ def test_the_marker_would_be_made_if_unpickled_unsafely(tmp_path):
 def test_a_weights_file_with_a_non_tensor_value_is_a_clean_error(seeds, tmp_path):
     import torch
 
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
 
     data = torch.load(seeds.weights, map_location="cpu", weights_only=True)
     data["model"][sorted(data["model"])[0]] = [1.0, 2.0]
