@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -202,10 +203,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({err})") from err
+        value = _parse_yaml(text, f"override {item!r}") if text.strip() else ""
         node = out
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -223,15 +221,36 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
+def _parse_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load(text)``; any failure is a ConfigError "WHERE: not valid YAML: ...".
+
+    Besides `yaml.YAMLError`, PyYAML lets Python's own limits through: an integer past 4300 digits
+    raises ValueError (``sys.get_int_max_str_digits``, Python 3.11+), very deep nesting RecursionError.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(err).split())}") from None
+    except ValueError as err:  # the int-conversion limit
+        if "digits" in str(err):
+            limit = sys.get_int_max_str_digits()
+            raise ConfigError(f"{where}: an integer has more than {limit} digits (Python's limit for "
+                              "reading an integer); no streamvis setting needs one that long") from None
+        raise ConfigError(f"{where}: not valid YAML for streamvis: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid YAML for streamvis: nested too deeply") from None
+
+
 def read_yaml(path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    data = _parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

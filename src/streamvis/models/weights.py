@@ -22,6 +22,9 @@ A file from a newer streamvis (a larger ``format_version``) is refused with an e
 
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,24 +77,89 @@ def file_header(config) -> dict:
             "config": to_dict(config)}
 
 
-def read_file(path) -> dict:
-    """``torch.load(path, weights_only=True)`` on CPU, with the version checked.
+def torch_load_safely(path, *, what: str = "weights or checkpoint file") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``, every failure one clear paragraph.
+
+    The one guarded ``torch.load`` of streamvis (weights files, checkpoints, official and
+    torchvision checkpoints): a file never runs code, and a refusal never passes torch's
+    multi-paragraph text on (which advises ``weights_only=False``, i.e. running the file's code).
+
+    Args:
+        path: the file to read.
+        what: what the file should be, for the message (e.g. ``"official checkpoint"``).
+
+    Returns:
+        whatever the file holds (tensors, plain containers and values).
 
     Raises:
-        DataFormatError: missing or unreadable file, or not a dict.
-        NewerFormatError: a file from a newer streamvis.
+        DataFormatError: missing, empty, truncated or not a torch file, or a pickle that names
+            anything other than tensors and plain values (the message says what it named).
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError("no such weights or checkpoint file", path=path)
+        raise DataFormatError(f"no such {what}", path=path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (any unpickling failure is a format error for the user)
-        raise DataFormatError(f"cannot read the file with torch.load(weights_only=True): {err}",
-                              path=path) from None
+        with warnings.catch_warnings():  # torch warns before refusing a plain (non-torch) pickle
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if _WEIGHTS_ONLY_REFUSAL not in str(err):
+            raise DataFormatError(f"not a readable {what}: {_first_paragraph(err)}", path=path) from None
+        raise DataFormatError(
+            f"refused: this {what} holds something other than tensors and plain values "
+            f"({_refusal_reason(err)}); streamvis reads these files with torch.load(weights_only=True) "
+            "and never runs code from a file", path=path) from None
+    except Exception as err:  # noqa: BLE001 (any unreadable file is a format error for the user)
+        raise DataFormatError(f"not a readable {what} (empty, truncated or not written by torch.save): "
+                              f"{_first_paragraph(err)}", path=path) from None
+
+
+_WEIGHTS_ONLY_REFUSAL = "Weights only load failed"  # how torch's weights_only unpickler starts its refusal
+
+
+def _refusal_reason(err: Exception) -> str:
+    """What the pickle asked for, from torch's weights_only refusal (without torch's advice).
+
+    torch's text (2.6+) starts "Weights only load failed. ... Re-running `torch.load` with
+    `weights_only` set to `False` will likely succeed ..." and names the reason in one of two
+    shapes: "... unsupported GLOBAL posix.system whose module posix is blocked" / "Unsupported
+    global: GLOBAL exceptions.ValueError was not an allowed global ...", or "WeightsUnpickler
+    error: Unsupported operand 149" (a plain pickle, not a torch file). Only the reason is kept.
+    """
+    text = str(err)
+    named = re.search(r"GLOBAL ([\w.]+)", text)
+    if named:
+        return f"its pickle asks for {named[1]}"
+    reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", text)
+    return " ".join(reason[1].split())[:200] if reason else "the unpickler refused it"
+
+
+def _first_paragraph(err: Exception) -> str:
+    """An exception's first sentence on one line (at most 300 characters), or its class name.
+
+    torch's reader errors go on with advice after the first sentence ("PytorchStreamReader failed
+    reading zip archive: not a ZIP archive. This is an internal miniz error. If you ...").
+    """
+    text = " ".join(str(err).strip().split("\n\n")[0].split())
+    text = text.split(". ")[0].rstrip(".")
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
+
+
+def read_file(path) -> dict:
+    """Read a weights file or checkpoint with `torch_load_safely`, with the version checked.
+
+    Raises:
+        DataFormatError: missing or unreadable file (see `torch_load_safely`), or not a dict.
+        NewerFormatError: a file from a newer streamvis.
+    """
+    path = Path(path)
+    data = torch_load_safely(path)
     if not isinstance(data, dict):
         raise DataFormatError(f"not a streamvis weights file: a {type(data).__name__}, not a dict", path=path)
-    version = format_version(data)
+    try:
+        version = format_version(data)
+    except DataFormatError as err:
+        raise DataFormatError(err.reason, path=path, field=err.field) from None
     if version > FORMAT_VERSION:
         raise NewerFormatError(
             f"written by a newer streamvis (weights format version {version}; this streamvis reads "
@@ -103,8 +171,8 @@ def format_version(data: dict) -> int:
     """The format version of a loaded file dict (0 and 1 are recognised by their layout)."""
     if "format_version" in data:
         version = data["format_version"]
-        if not isinstance(version, int) or version < 0:
-            raise DataFormatError(f"format_version must be a non-negative integer, got {version!r}",
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise DataFormatError(f"format_version must be a non-negative integer, got {repr(version)[:80]}",
                                   field="format_version")
         return version
     meta = data.get("meta")
@@ -132,11 +200,12 @@ def load(path) -> WeightsFile:
     if not is_streamvis_file(data):
         hint = " (an official checkpoint? convert it with `streamvis convert`)" if "model" in data else ""
         raise DataFormatError(f"not a streamvis weights file: needs 'model' and 'config'{hint}", path=path)
-    config_dict = upgrade_model_dict(data["config"])
-    if "method" in data and data["method"] != config_dict["method"]:
-        raise DataFormatError(f"the file says method {data['method']!r} but its config says "
-                              f"{config_dict['method']!r}", path=path, field="method")
+    check_tensors(data["model"], path)
     try:
+        config_dict = upgrade_model_dict(data["config"])
+        if "method" in data and data["method"] != config_dict["method"]:
+            raise DataFormatError(f"the file says method {data['method']!r} but its config says "
+                                  f"{config_dict['method']!r}", path=path, field="method")
         config = model_config_from_dict(config_dict, prefix="config")
     except ConfigError as err:  # e.g. a method this streamvis does not have
         raise DataFormatError(f"the stored model config is not valid: {err}", path=path) from None
@@ -175,6 +244,7 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path=None
     """Raise DataFormatError naming missing/unexpected keys or wrong shapes (keys under
     `optional_prefixes` may be absent)."""
     expected = model.state_dict()
+    check_tensors(state, path)
     missing = [k for k in expected if k not in state and not k.startswith(optional_prefixes)]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -185,6 +255,23 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path=None
         if tuple(value.shape) != tuple(expected[key].shape):
             raise DataFormatError(f"shape {tuple(value.shape)} does not fit the model's "
                                   f"{tuple(expected[key].shape)}", path=path, field=key)
+
+
+def check_tensors(state: dict, path=None, prefix: str = "model") -> None:
+    """Raise DataFormatError unless `state` maps strings to tensors (a state dict).
+
+    Args:
+        state: what a file stores as a model's state dict.
+        path: the file, for the message.
+        prefix: where `state` sits in the file, for the field name (``"model"``).
+    """
+    if not isinstance(state, dict):
+        raise DataFormatError(f"a state dict must map names to tensors, got a {type(state).__name__}",
+                              path=path, field=prefix)
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise DataFormatError(f"a state dict must map names to tensors, this entry holds a "
+                                  f"{type(value).__name__}", path=path, field=f"{prefix}[{key!r}]")
 
 
 def build_from_file(weights: WeightsFile) -> nn.Module:
