@@ -58,6 +58,7 @@ __all__ = [
     "KINDS",
     "MAX_FRAME_SIDE",
     "POLYGON_MARGIN",
+    "RESULT_KEYS",
     "Problem",
     "check_file_name",
     "count_checkable_frames",
