@@ -66,6 +66,7 @@ __all__ = [
     "first_error",
     "frame_problems",
     "mask_warnings",
+    "raise_error_summary",
     "raise_first_error",
     "results_problems",
     "rle_string_problems",
@@ -167,6 +168,25 @@ def raise_first_error(problems: Iterable[Problem]) -> None:
     problem = first_error(problems)
     if problem is not None:
         raise problem.to_error()
+
+
+def raise_error_summary(problems: Iterable[Problem], what: str) -> None:
+    """Raise one `DataFormatError` that counts every error-level problem by kind and quotes the first.
+
+    For data streamvis made itself (a converter's output): one paragraph says how much is broken,
+    not only where the first break is. Nothing is raised when there is no error-level problem.
+
+    Args:
+        problems: records of `ytvis_problems` / `results_problems`.
+        what: what was checked, e.g. ``"the ground truth converted from labelme"``.
+    """
+    errors = [p for p in problems if p.is_error]
+    if not errors:
+        return
+    counts = ", ".join(f"{kind} {n}" for kind, n in count_problems(errors).items())
+    first = errors[0]
+    raise DataFormatError(f"{what} has {len(errors)} error{'s' if len(errors) > 1 else ''} ({counts}); "
+                          f"the first: {first.to_error()}", path=None)
 
 
 def count_problems(problems: Iterable[Problem]) -> dict[str, int]:
