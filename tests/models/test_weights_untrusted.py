@@ -112,3 +112,12 @@ def test_config_integers_past_pythons_limit_and_non_utf8_yaml(tmp_path):
     (tmp_path / "latin1.yaml").write_bytes("seed: 1 # caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(invalid continuation byte"):
         load_config(tmp_path / "latin1.yaml")
+
+
+def test_init_weights_with_a_non_tensor_is_a_clean_error():
+    """train.init_weights copies a file's tensors: a non-tensor entry is named, not an AttributeError."""
+    from streamvis.engine.builders import load_full_model_weights
+
+    model = torch.nn.Linear(2, 1)
+    with pytest.raises(DataFormatError, match=r"init.pth: field 'model\['weight'\]'.*holds a str"):
+        load_full_model_weights(model, {"weight": "x", "bias": torch.zeros(1)}, "init.pth")
