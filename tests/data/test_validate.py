@@ -288,3 +288,14 @@ def test_raise_error_summary_counts_errors_and_quotes_the_first():
     )
     warning = Problem("empty_mask", "no foreground", path="gt.json")
     raise_error_summary([warning], "warnings only")  # nothing raised
+
+
+def test_ids_must_fit_in_64_bits():
+    """The evaluation keeps ids in int64 arrays: a larger id is refused, not an OverflowError later."""
+    gt = _gt()
+    gt["annotations"][0]["id"] = 2**63
+    gt["categories"].append({"id": -(2**63) - 1, "name": "d"})
+    problems = [(p.kind, p.where, p.field) for p in ytvis_problems(gt)]
+    assert problems == [("bad_item", "categories[1]", "id"), ("bad_item", "annotations[0]", "id")]
+    results = [{"video_id": 2**64, "category_id": 3, "score": 0.5, "segmentations": [None, None]}]
+    assert [(p.kind, p.field) for p in results_problems(results)] == [("unknown_video", "video_id")]

@@ -107,8 +107,9 @@ def test_a_torchvision_file_with_an_odd_stage_name(tmp_path):
 def test_config_integers_past_pythons_limit_and_non_utf8_yaml(tmp_path):
     from streamvis.config import load_config
 
-    with pytest.raises(ConfigError, match="override 'seed=9999.*more than 4300 digits"):
+    with pytest.raises(ConfigError, match="override 'seed=9999.*more than 4300 digits") as err:
         load_config(None, ["seed=" + "9" * 5000])
+    assert len(str(err.value)) < 300  # the override is quoted cut short
     (tmp_path / "latin1.yaml").write_bytes("seed: 1 # caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text \(invalid continuation byte"):
         load_config(tmp_path / "latin1.yaml")
@@ -121,3 +122,15 @@ def test_init_weights_with_a_non_tensor_is_a_clean_error():
     model = torch.nn.Linear(2, 1)
     with pytest.raises(DataFormatError, match=r"init.pth: field 'model\['weight'\]'.*holds a str"):
         load_full_model_weights(model, {"weight": "x", "bias": torch.zeros(1)}, "init.pth")
+
+
+def test_a_stored_config_too_large_to_build_is_the_files_error(tiny_file):
+    from streamvis.config import to_dict
+    from streamvis.models.crossvis.config import CrossVISConfig
+
+    path = tiny_file(config={**to_dict(CrossVISConfig()), "reid_dim": 10**30})
+    with pytest.raises(DataFormatError) as err:
+        load_model(path)
+    text = _one_paragraph(err)
+    assert text.startswith(f"{path}: the stored crossvis config cannot build a model: TypeError")
+    assert "Exception raised from" not in text  # torch's C++ stack is left out

@@ -200,6 +200,11 @@ def _is_int(value) -> bool:
     return type(value) is int or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
 
 
+def _is_id(value) -> bool:
+    """An integer id that fits in int64 (the evaluation stores ids in numpy int64 arrays)."""
+    return _is_int(value) and -(2**63) <= value < 2**63
+
+
 def _is_number(value) -> bool:
     kind = type(value)  # exact float/int first: the abstract `Real` check is slow
     return kind is float or kind is int or (isinstance(value, Real) and not isinstance(value, bool))
@@ -388,9 +393,9 @@ def _items(items: list, kind: str, required: tuple[str, ...], path, ids: dict) -
             yield Problem("bad_item", f"must be an object, got {type(item).__name__}", path=path,
                           where=f"{kind}[{i}]")
             continue
-        if "id" in item and not _is_int(item["id"]):
-            yield Problem("bad_item", f"id must be an integer, got {_short.repr(item['id'])}", path=path,
-                          where=f"{kind}[{i}]", field="id")
+        if "id" in item and not _is_id(item["id"]):
+            yield Problem("bad_item", "id must be an integer of at most 64 bits, got "
+                          f"{_short.repr(item['id'])}", path=path, where=f"{kind}[{i}]", field="id")
             continue
         missing = [k for k in required if k not in item]
         if missing:
@@ -535,7 +540,7 @@ def _box_and_area_problems(ann: dict, length: int | None, **where) -> Iterator[P
 def _reference_problems(entry: dict, videos: dict, categories: dict | None, **where) -> Iterator[Problem]:
     for key, known, kind in (("video_id", videos, "unknown_video"), ("category_id", categories,
                                                                       "unknown_category")):
-        if not _is_int(entry[key]) or (known is not None and entry[key] not in known):
+        if not _is_id(entry[key]) or (known is not None and entry[key] not in known):
             yield Problem(kind, f"unknown {key} {_short.repr(entry[key])}", field=key, **where)
 
 

@@ -135,13 +135,13 @@ def _refusal_reason(err: Exception) -> str:
 
 
 def _first_paragraph(err: Exception) -> str:
-    """An exception's first sentence on one line (at most 300 characters), or its class name.
+    """An exception's first sentence (of its first line; at most 300 characters), or its class name.
 
     torch's reader errors go on with advice after the first sentence ("PytorchStreamReader failed
     reading zip archive: not a ZIP archive. This is an internal miniz error. If you ...").
     """
-    text = " ".join(str(err).strip().split("\n\n")[0].split())
-    text = text.split(". ")[0].rstrip(".")
+    lines = str(err).strip().splitlines()  # torch's C++ errors go on with stack frames, a line each
+    text = " ".join(lines[0].split()).split(". ")[0].rstrip(".") if lines else ""
     return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
 
 
@@ -279,7 +279,13 @@ def build_from_file(weights: WeightsFile) -> nn.Module:
     from streamvis.models.build import method_spec
 
     spec = method_spec(weights.method)
-    model = spec.build_model(weights.config)
+    try:
+        model = spec.build_model(weights.config)
+    except (TypeError, ValueError, OverflowError, RuntimeError, MemoryError) as err:
+        # a config that passed type checks can still be absurd (e.g. a 30-digit reid_dim: torch
+        # cannot allocate the tensor); it came from the file, so it is the file's error
+        raise DataFormatError(f"the stored {weights.method} config cannot build a model: "
+                              f"{_first_paragraph(err)}", path=weights.path) from None
     check_state_dict(model, weights.model_state, weights.path, spec.training_only_prefixes)
     model.load_state_dict(weights.model_state, strict=False)
     return model
