@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import reprlib
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -27,6 +29,15 @@ from typing import Any, Literal, Union
 import yaml
 
 from streamvis.errors import ConfigError
+
+# values quoted in error messages are cut short (a 4000-digit integer or a long string stays one line)
+_short = reprlib.Repr()
+_short.maxstring, _short.maxlong, _short.maxother, _short.maxlist, _short.maxdict = 80, 40, 80, 8, 6
+
+
+def _cut(value: Any) -> str:
+    """``repr(value)`` cut short for an error message."""
+    return _short.repr(value)
 
 # ------------------------------------------------------------------------------------------------
 # Generic machinery
@@ -112,7 +123,8 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         return _coerce_union(value, typing.get_args(hint), where)
     if origin is Literal:
         if value not in typing.get_args(hint):
-            raise ConfigError(f"config '{where}' must be one of {list(typing.get_args(hint))}, got {value!r}")
+            raise ConfigError(f"config '{where}' must be one of {list(typing.get_args(hint))}, "
+                              f"got {_cut(value)}")
         return value
     if origin is tuple:
         return _coerce_tuple(value, typing.get_args(hint), where)
@@ -138,12 +150,12 @@ def _coerce_union(value: Any, options: tuple, where: str) -> Any:
             return coerce(value, option, where)
         except ConfigError as err:
             errors.append(str(err))
-    raise ConfigError(errors[0] if len(errors) == 1 else f"config '{where}': no type fits {value!r}")
+    raise ConfigError(errors[0] if len(errors) == 1 else f"config '{where}': no type fits {_cut(value)}")
 
 
 def _coerce_tuple(value: Any, args: tuple, where: str) -> tuple:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(f"config '{where}' must be a list, got {value!r}")
+        raise ConfigError(f"config '{where}' must be a list, got {_cut(value)}")
     if len(args) == 2 and args[1] is Ellipsis:
         return tuple(coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if not args:
@@ -154,7 +166,8 @@ def _coerce_tuple(value: Any, args: tuple, where: str) -> tuple:
 
 
 def _coerce_scalar(value: Any, hint: type, where: str) -> Any:
-    wrong = ConfigError(f"config '{where}' must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    wrong = ConfigError(f"config '{where}' must be {hint.__name__}, got {type(value).__name__} "
+                        f"{_cut(value)}")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -201,11 +214,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like key.sub=value")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({err})") from err
+            raise ConfigError(f"override {_cut(item)} must look like key.sub=value")
+        value = _parse_yaml(text, f"override {_cut(item)}") if text.strip() else ""
         node = out
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -213,7 +223,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: '{'.'.join(parts[: i + 1])}' is not a section")
+                raise ConfigError(f"override {_cut(item)}: '{'.'.join(parts[: i + 1])}' is not a section")
             node = child
         node[parts[-1]] = value
     return out
@@ -223,15 +233,36 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
+def _parse_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load(text)``; any failure is a ConfigError "WHERE: not valid YAML: ...".
+
+    Besides `yaml.YAMLError`, PyYAML lets Python's own limits through: an integer past 4300 digits
+    raises ValueError (``sys.get_int_max_str_digits``, Python 3.11+), very deep nesting RecursionError.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(err).split())}") from None
+    except ValueError as err:  # the int-conversion limit
+        if "digits" in str(err):
+            limit = sys.get_int_max_str_digits()
+            raise ConfigError(f"{where}: an integer has more than {limit} digits (Python's limit for "
+                              "reading an integer); no streamvis setting needs one that long") from None
+        raise ConfigError(f"{where}: not valid YAML for streamvis: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid YAML for streamvis: nested too deeply") from None
+
+
 def read_yaml(path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file or bad YAML is a ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    data = _parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -273,7 +304,7 @@ def expand_model_preset(data: Mapping[str, Any]) -> dict[str, Any]:
 
     name = model["preset"]
     if not isinstance(name, str):
-        raise ConfigError(f"config 'model.preset' must be a preset name, got {name!r}")
+        raise ConfigError(f"config 'model.preset' must be a preset name, got {_cut(name)}")
     merged = _deep_merge(to_dict(preset(name)), {k: v for k, v in model.items() if k != "preset"})
     return {**data, "model": merged}
 

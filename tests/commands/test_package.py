@@ -66,12 +66,13 @@ def test_every_problem_is_counted_and_nothing_is_written(split, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "5 errors (no zip written)" in printed
     for line in (
-        "bad_score: 1",
+        "bad_value: 1",
         "length_mismatch: 1",
-        "size_mismatch: 1",
+        "bad_segmentation: 1",
         "unknown_video: 1",
         "unknown_category: 1",
-        "results[2].segmentations[0]: RLE size [24, 32] but video 2 is [16, 20]",
+        "results[2]: field 'segmentations[0].size': RLE size [24, 32] differs from the video's [height, "
+        "width] = [16, 20]",
     ):
         assert line in printed
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
@@ -84,4 +85,24 @@ def test_missing_videos_and_too_many_tracks_are_warnings(split):
     assert report.num_errors == 0
     assert report.missing_videos == [2]
     assert report.crowded_videos == [(1, 6)]
-    assert check_submission({"results": []}, gt).counts["not_a_list"] == 1
+    assert check_submission({"results": []}, gt).counts == {"bad_structure": 1}
+
+
+def test_the_report_counts_the_validators_records(split):
+    """package and loading share the validator: a broken RLE string of the right size is caught too
+    (the old per-module check only looked at uncompressed counts), and the counts are its records'."""
+    from streamvis.data.validate import count_problems, results_problems
+    from streamvis.data.ytvis import validate_results
+    from streamvis.errors import DataFormatError
+
+    gt, _ = split
+    results = _results(gt)
+    results[0]["segmentations"][0] = {"size": [24, 32], "counts": "abc"}  # video 1 is 24x32
+    results[1]["score"] = "0.5"
+    report = check_submission(results, gt)
+    assert dict(report.counts) == count_problems(results_problems(results, gt))
+    assert dict(report.counts) == {"bad_value": 1, "bad_segmentation": 1}
+    assert report.examples["bad_segmentation"][0].startswith("results[0]: field 'segmentations[0].counts'")
+    with pytest.raises(DataFormatError) as err:
+        validate_results(results, gt)
+    assert str(err.value) in [example for examples in report.examples.values() for example in examples]

@@ -272,3 +272,30 @@ def test_loading_and_check_dataset_give_the_same_verdict(tmp_path_factory, seed)
         report = check_dataset(path, folder)
         not_json = ("missing_frame", "unreadable_frame", "frame_size_mismatch", "empty_mask")
         assert sum(n for k, n in report.counts.items() if k not in not_json) == len(errors)
+
+
+def test_raise_error_summary_counts_errors_and_quotes_the_first():
+    from streamvis.data.validate import raise_error_summary
+
+    gt = _gt()
+    gt["annotations"][0]["segmentations"] = [None]  # length 1 != 2
+    gt["annotations"].append({"id": 10, "video_id": 7, "category_id": 3, "segmentations": [None, None]})
+    with pytest.raises(DataFormatError) as err:
+        raise_error_summary(ytvis_problems(gt, path="gt.json"), "the converted set")
+    assert str(err.value) == (
+        "the converted set has 2 errors (length_mismatch 1, unknown_video 1); the first: gt.json: "
+        "annotations[0] (id 9): field 'segmentations': has 1 entries but the video's length is 2"
+    )
+    warning = Problem("empty_mask", "no foreground", path="gt.json")
+    raise_error_summary([warning], "warnings only")  # nothing raised
+
+
+def test_ids_must_fit_in_64_bits():
+    """The evaluation keeps ids in int64 arrays: a larger id is refused, not an OverflowError later."""
+    gt = _gt()
+    gt["annotations"][0]["id"] = 2**63
+    gt["categories"].append({"id": -(2**63) - 1, "name": "d"})
+    problems = [(p.kind, p.where, p.field) for p in ytvis_problems(gt)]
+    assert problems == [("bad_item", "categories[1]", "id"), ("bad_item", "annotations[0]", "id")]
+    results = [{"video_id": 2**64, "category_id": 3, "score": 0.5, "segmentations": [None, None]}]
+    assert [(p.kind, p.field) for p in results_problems(results)] == [("unknown_video", "video_id")]

@@ -190,11 +190,11 @@ def tiny_weights_file(path: Path) -> Path:
     """A streamvis weights file of a tiny random CrossVIS (as in tests/commands/test_predict_cli.py)."""
     import torch
 
-    from streamvis.models.build import ModelConfig, build_model
-    from streamvis.models.convert import weights_file
-    from streamvis.utils.io import atomic_torch_save
+    from streamvis.models.build import build_model
+    from streamvis.models.crossvis.config import CrossVISConfig
+    from streamvis.models.weights import save_weights
 
-    cfg = ModelConfig(
+    cfg = CrossVISConfig(
         depth=18, num_classes=3, fpn_channels=32, head_channels=64, head_num_convs=1, mask_branch_channels=16,
         mask_branch_num_convs=1, reid_dim=16, num_identities=10, detections_per_frame=3, test_short_side=64,
         test_max_size=96
@@ -205,8 +205,7 @@ def tiny_weights_file(path: Path) -> Path:
         model.head.cls_logits.bias[0] = 4.0  # untrained: make class 0 fire everywhere
         model.head.bbox_pred.bias.fill_(2.0)
         model.head.controller.bias[-1] = 8.0  # the last dynamic-conv bias: masks on
-    atomic_torch_save(weights_file(model.state_dict(), cfg), path)
-    return path
+    return save_weights(path, model.state_dict(), cfg)
 
 
 # -------------------------------------------------------------------------------------- mutations
@@ -482,51 +481,7 @@ class KnownBug:
         )
 
 
-_TORCH_MESSAGE = "Weights only load failed"  # torch's multi-paragraph refusal, passed on verbatim
-KNOWN_BUGS = (
-    KnownBug(
-        "load_model",
-        _TORCH_MESSAGE,
-        "methods (models/convert.py load_model)",
-        "passes torch's multi-paragraph weights_only message on (which also suggests weights_only=False)",
-    ),
-    KnownBug(
-        "load_model",
-        "has no attribute 'shape'",
-        "methods (models/convert.py check_state_dict)",
-        "a non-tensor value in the weights file's state dict raises AttributeError",
-    ),
-    KnownBug(
-        "load_checkpoint",
-        _TORCH_MESSAGE,
-        "methods (engine/checkpoint.py load_checkpoint)",
-        "passes torch's multi-paragraph weights_only message on",
-    ),
-    KnownBug(
-        "convert",
-        _TORCH_MESSAGE,
-        "methods (commands/convert.py read_official)",
-        "passes torch's multi-paragraph weights_only message on",
-    ),
-    KnownBug(
-        "export",
-        _TORCH_MESSAGE,
-        "methods (engine/checkpoint.py load_checkpoint via export)",
-        "passes torch's multi-paragraph weights_only message on",
-    ),
-    KnownBug(
-        "load_config",
-        "Exceeds the limit (4300 digits)",
-        "methods (config.py apply_overrides/read_yaml)",
-        "a YAML integer past 4300 digits raises ValueError",
-    ),
-    KnownBug(
-        "train",
-        "Exceeds the limit (4300 digits)",
-        "methods (config.py via commands/train.py)",
-        "a YAML integer past 4300 digits raises ValueError",
-    ),
-)
+KNOWN_BUGS: tuple[KnownBug, ...] = ()  # none open: every entry point ends in success or a clean error
 
 
 def known_bug(outcome: str, detail: str) -> KnownBug | None:
@@ -947,7 +902,7 @@ def case_weights(rng: random.Random, seeds: Seeds, folder: Path, mutations: list
 
 def run_weights(case, seeds: Seeds, folder: Path) -> tuple[str, str]:
     from streamvis.engine.checkpoint import load_checkpoint
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
 
     path, marker = case
     results = [

@@ -88,27 +88,28 @@ def _write(path, text):
 
 
 def _pickle_loaders(tmp_path):
-    """name -> callable(path) -> outcome, for every reader of weights / checkpoint files."""
+    """name -> callable(path) -> (outcome, detail), for every reader of weights / checkpoint files."""
     from streamvis.engine.checkpoint import load_checkpoint
-    from streamvis.models.convert import load_model
     from streamvis.models.imagenet_weights import load_torchvision_resnet, read_numpy_pickle
+    from streamvis.models.weights import load_model
 
-    def cli(command, flag):
+    def cli(command, flag, *extra):
         out = tmp_path / f"{command}_out.pth"
         return lambda path: corpus.run_cli(
-            [command, flag, str(path), "--out", str(out)], outputs=[out], folder=tmp_path
-        )[0]
+            [command, flag, str(path), "--out", str(out), *extra], outputs=[out], folder=tmp_path
+        )
 
     def library(name, function):
-        return lambda path: corpus.run_library(name, function, path)[0]
+        return lambda path: corpus.run_library(name, function, path)[:2]
 
     return {
-        "load_model": library("load_model", load_model),  # predict, demo, render's model
+        "load_model": library("load_model", load_model),  # predict, render's model
         "load_checkpoint": library("load_checkpoint", load_checkpoint),  # train --resume, export
         "read_numpy_pickle": library("read_numpy_pickle", read_numpy_pickle),  # detectron2 .pkl backbones
         "load_torchvision_resnet": library("load_torchvision_resnet", load_torchvision_resnet),
         "convert": cli("convert", "--official"),
         "export": cli("export", "--checkpoint"),
+        "demo": cli("demo", "--weights", "--videos", "1", "--no-video", "--no-progress"),
     }
 
 
@@ -119,38 +120,31 @@ def test_a_pickle_that_would_run_a_command_never_runs(tmp_path, form, suffix):
     marker = tmp_path / "pwned"
     path = corpus.malicious_weights(tmp_path / f"evil{suffix}", marker, form=form)
     for name, load in _pickle_loaders(tmp_path).items():
-        outcome = load(path)
+        outcome, _ = load(path)
         assert not marker.exists(), f"{name} ran the pickle's command"
         # the numpy-only reader stops at a legacy torch file's first pickle (a magic number) unharmed
         if not (name == "read_numpy_pickle" and form == "legacy"):
             assert outcome != "ok", f"{name} accepted a file whose pickle runs a command"
 
 
-_TORCH_TEXT = (
-    "passes torch's multi-paragraph 'Weights only load failed' message on (it even suggests "
-    "weights_only=False) instead of one paragraph"
-)
-_CLEAN_REFUSAL_BUGS = {
-    "load_model": "owner: methods (models/convert.py load_model) " + _TORCH_TEXT,
-    "load_checkpoint": "owner: methods (engine/checkpoint.py load_checkpoint) " + _TORCH_TEXT,
-    "export": "owner: methods (engine/checkpoint.py via commands/export.py) " + _TORCH_TEXT,
-    "convert": "owner: methods (commands/convert.py read_official, .pth files) " + _TORCH_TEXT,
-    "load_torchvision_resnet": "owner: methods (models/imagenet_weights.py load_torchvision_resnet calls "
-    "torch.load unguarded: raw UnpicklingError traceback)",
-}
-
-
 LOADERS = ["load_model", "load_checkpoint", "read_numpy_pickle", "load_torchvision_resnet", "convert",
-           "export"]
+           "export", "demo"]
+# a legacy torch file starts with a plain pickle of a magic number, which the numpy-only reader reads
+REFUSALS = [(loader, form) for loader in LOADERS for form in ("torch", "legacy", "plain")
+            if (loader, form) != ("read_numpy_pickle", "legacy")]
 
 
-@pytest.mark.parametrize("loader", LOADERS)
-def test_a_code_running_pickle_is_refused_with_one_clean_paragraph(tmp_path, loader, request):
-    if loader in _CLEAN_REFUSAL_BUGS:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=_CLEAN_REFUSAL_BUGS[loader]))
+@pytest.mark.parametrize(("loader", "form"), REFUSALS)
+def test_a_code_running_pickle_is_refused_with_one_clean_paragraph(tmp_path, loader, form):
+    """One paragraph naming what the pickle asked for; never torch's text advising weights_only=False."""
     marker = tmp_path / "pwned"
-    path = corpus.malicious_weights(tmp_path / "evil.pth", marker, form="torch")
-    assert _pickle_loaders(tmp_path)[loader](path) == "error"
+    path = corpus.malicious_weights(tmp_path / "evil.pth", marker, form=form)
+    outcome, detail = _pickle_loaders(tmp_path)[loader](path)
+    assert outcome == "error", detail
+    assert "weights_only=False" not in detail and "weights_only` set to `False" not in detail, detail
+    if loader != "read_numpy_pickle":  # the numpy-only unpickler has its own wording
+        expected = "posix.system" if form != "plain" else "Unsupported operand"
+        assert "refused" in detail and expected in detail, detail
     assert not marker.exists()
 
 
@@ -168,28 +162,19 @@ def test_the_marker_would_be_made_if_unpickled_unsafely(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="owner: methods (models/convert.py check_state_dict): a non-tensor "
-    "value in a weights file's state dict raises AttributeError",
-)
 def test_a_weights_file_with_a_non_tensor_value_is_a_clean_error(seeds, tmp_path):
     import torch
 
-    from streamvis.models.convert import load_model
+    from streamvis.models.weights import load_model
 
     data = torch.load(seeds.weights, map_location="cpu", weights_only=True)
     data["model"][sorted(data["model"])[0]] = [1.0, 2.0]
     torch.save(data, tmp_path / "w.pth")
     outcome, detail, _ = corpus.run_library("load_model", load_model, tmp_path / "w.pth")
     assert outcome == "error", detail
+    assert "must map names to tensors" in detail and "list" in detail, detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="owner: methods (config.py): a YAML integer past Python's 4300-digit "
-    "limit raises ValueError, not ConfigError",
-)
 def test_a_config_integer_past_4300_digits_is_a_config_error(tmp_path):
     from streamvis.config import load_config
 
@@ -197,6 +182,9 @@ def test_a_config_integer_past_4300_digits_is_a_config_error(tmp_path):
     path.write_text("seed: " + "9" * 5000 + "\n")
     outcome, detail, _ = corpus.run_library("load_config", load_config, path, [])
     assert outcome == "error", detail
+    assert "c.yaml" in detail and "more than 4300 digits" in detail, detail
+    outcome, detail, _ = corpus.run_library("load_config", load_config, None, ["seed=" + "9" * 5000])
+    assert outcome == "error" and "override 'seed=999" in detail, detail
 
 
 @pytest.mark.parametrize(("kind", "seed"), [("annotation_json", 3), ("results_json", 5), ("mp4", 1)])

@@ -68,8 +68,8 @@ def test_a_killed_predict_leaves_no_partial_results_file(workdir, seed):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="owner: methods (commands/predict.py, engine/predict.py): predict has no "
-    "--resume (per-video parts) yet",
+    reason="owner: export engineer (branch export: commands/predict.py, engine/predict.py "
+    "dataset predict --resume): predict has no --resume (per-video parts) yet",
 )
 def test_predict_resume_after_a_kill_equals_an_uninterrupted_run(workdir):
     folder, duration = workdir

@@ -22,20 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_official(path: Path):
-    """Load an official checkpoint without running code (weights_only torch.load or numpy-only unpickling)."""
-    import torch
-
-    if not path.is_file():
-        raise DataFormatError("no such checkpoint file", path=path)
+    """Load an official checkpoint without running code (`torch_load_safely` or numpy-only unpickling)."""
     if path.suffix == ".pkl":
         from streamvis.models.imagenet_weights import read_numpy_pickle
 
+        if not path.is_file():
+            raise DataFormatError("no such checkpoint file", path=path)
         return read_numpy_pickle(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise DataFormatError(f"cannot read the checkpoint with torch.load(weights_only=True): {err}",
-                              path=path) from None
+    from streamvis.models.weights import torch_load_safely
+
+    return torch_load_safely(path, what="official checkpoint")
 
 
 def convert_any(checkpoint, path: Path, **overrides):

@@ -77,7 +77,7 @@ def _write_outputs(out: Path, results: list[dict], names: dict[int, str], gt=Non
 def _predict_dataset(model, args, out: Path) -> None:
     from streamvis.data.sources import check_dataset_frames
     from streamvis.data.video import default_image_root, read_image
-    from streamvis.data.ytvis import load_ytvis, load_results, results_by_video
+    from streamvis.data.ytvis import load_results, load_ytvis, results_by_video
     from streamvis.engine.shard import file_digest, format_summary, predict_dataset_sharded
     from streamvis.viz import render_results_video
 

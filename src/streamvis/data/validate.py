@@ -58,6 +58,7 @@ __all__ = [
     "KINDS",
     "MAX_FRAME_SIDE",
     "POLYGON_MARGIN",
+    "RESULT_KEYS",
     "Problem",
     "check_file_name",
     "count_checkable_frames",
@@ -65,6 +66,7 @@ __all__ = [
     "first_error",
     "frame_problems",
     "mask_warnings",
+    "raise_error_summary",
     "raise_first_error",
     "results_problems",
     "rle_string_problems",
@@ -168,6 +170,25 @@ def raise_first_error(problems: Iterable[Problem]) -> None:
         raise problem.to_error()
 
 
+def raise_error_summary(problems: Iterable[Problem], what: str) -> None:
+    """Raise one `DataFormatError` that counts every error-level problem by kind and quotes the first.
+
+    For data streamvis made itself (a converter's output): one paragraph says how much is broken,
+    not only where the first break is. Nothing is raised when there is no error-level problem.
+
+    Args:
+        problems: records of `ytvis_problems` / `results_problems`.
+        what: what was checked, e.g. ``"the ground truth converted from labelme"``.
+    """
+    errors = [p for p in problems if p.is_error]
+    if not errors:
+        return
+    counts = ", ".join(f"{kind} {n}" for kind, n in count_problems(errors).items())
+    first = errors[0]
+    raise DataFormatError(f"{what} has {len(errors)} error{'s' if len(errors) > 1 else ''} ({counts}); "
+                          f"the first: {first.to_error()}", path=None)
+
+
 def count_problems(problems: Iterable[Problem]) -> dict[str, int]:
     """``{kind: count}`` in `KINDS` order (kinds without problems left out)."""
     counts = Counter(p.kind for p in problems)
@@ -177,6 +198,11 @@ def count_problems(problems: Iterable[Problem]) -> dict[str, int]:
 # ----------------------------------------------------------------------------------------- helpers
 def _is_int(value) -> bool:
     return type(value) is int or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
+
+
+def _is_id(value) -> bool:
+    """An integer id that fits in int64 (the evaluation stores ids in numpy int64 arrays)."""
+    return _is_int(value) and -(2**63) <= value < 2**63
 
 
 def _is_number(value) -> bool:
@@ -367,9 +393,9 @@ def _items(items: list, kind: str, required: tuple[str, ...], path, ids: dict) -
             yield Problem("bad_item", f"must be an object, got {type(item).__name__}", path=path,
                           where=f"{kind}[{i}]")
             continue
-        if "id" in item and not _is_int(item["id"]):
-            yield Problem("bad_item", f"id must be an integer, got {_short.repr(item['id'])}", path=path,
-                          where=f"{kind}[{i}]", field="id")
+        if "id" in item and not _is_id(item["id"]):
+            yield Problem("bad_item", "id must be an integer of at most 64 bits, got "
+                          f"{_short.repr(item['id'])}", path=path, where=f"{kind}[{i}]", field="id")
             continue
         missing = [k for k in required if k not in item]
         if missing:
@@ -514,7 +540,7 @@ def _box_and_area_problems(ann: dict, length: int | None, **where) -> Iterator[P
 def _reference_problems(entry: dict, videos: dict, categories: dict | None, **where) -> Iterator[Problem]:
     for key, known, kind in (("video_id", videos, "unknown_video"), ("category_id", categories,
                                                                       "unknown_category")):
-        if not _is_int(entry[key]) or (known is not None and entry[key] not in known):
+        if not _is_id(entry[key]) or (known is not None and entry[key] not in known):
             yield Problem(kind, f"unknown {key} {_short.repr(entry[key])}", field=key, **where)
 
 

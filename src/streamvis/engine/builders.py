@@ -153,7 +153,9 @@ def load_full_model_weights(model: nn.Module, state: dict, path=None) -> None:
     import warnings
 
     from streamvis.errors import DataFormatError
+    from streamvis.models.weights import check_tensors
 
+    check_tensors(state, path)
     expected = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
     if not fitting:

@@ -48,17 +48,24 @@ def load_torchvision_resnet(path) -> dict[str, torch.Tensor]:
 
     Returns:
         state dict for `ResNet.load_state_dict`.
+
+    Raises:
+        DataFormatError: unreadable (see `streamvis.models.weights.torch_load_safely`), or not a
+            torchvision ResNet state dict.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from streamvis.models.weights import check_tensors, torch_load_safely
+
+    state = torch_load_safely(path, what="torchvision ResNet state dict")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or "conv1.weight" not in state:
         raise DataFormatError("not a torchvision ResNet state dict (no 'conv1.weight')", path=path)
+    check_tensors(state, path, prefix="state_dict")
     out = {}
     for key, value in state.items():
         try:
             new_key = _rename_torchvision(key)
-        except KeyError:
+        except (KeyError, ValueError):  # ValueError: a stage that is not a number ("layerX")
             raise DataFormatError("unexpected key in a torchvision ResNet state dict", path=path,
                                   field=key) from None
         if new_key is not None:

@@ -22,6 +22,9 @@ A file from a newer streamvis (a larger ``format_version``) is refused with an e
 
 from __future__ import annotations
 
+import pickle
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,24 +77,89 @@ def file_header(config) -> dict:
             "config": to_dict(config)}
 
 
-def read_file(path) -> dict:
-    """``torch.load(path, weights_only=True)`` on CPU, with the version checked.
+def torch_load_safely(path, *, what: str = "weights or checkpoint file") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``, every failure one clear paragraph.
+
+    The one guarded ``torch.load`` of streamvis (weights files, checkpoints, official and
+    torchvision checkpoints): a file never runs code, and a refusal never passes torch's
+    multi-paragraph text on (which advises ``weights_only=False``, i.e. running the file's code).
+
+    Args:
+        path: the file to read.
+        what: what the file should be, for the message (e.g. ``"official checkpoint"``).
+
+    Returns:
+        whatever the file holds (tensors, plain containers and values).
 
     Raises:
-        DataFormatError: missing or unreadable file, or not a dict.
-        NewerFormatError: a file from a newer streamvis.
+        DataFormatError: missing, empty, truncated or not a torch file, or a pickle that names
+            anything other than tensors and plain values (the message says what it named).
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError("no such weights or checkpoint file", path=path)
+        raise DataFormatError(f"no such {what}", path=path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 (any unpickling failure is a format error for the user)
-        # PyTorch's own text advises turning weights_only off, which would let the file run code
-        raise DataFormatError(_not_weights_message(path), path=path) from None
+        with warnings.catch_warnings():  # torch warns before refusing a plain (non-torch) pickle
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if _WEIGHTS_ONLY_REFUSAL not in str(err):
+            raise DataFormatError(f"not a readable {what}: {_first_paragraph(err)}", path=path) from None
+        raise DataFormatError(
+            f"refused: this {what} holds something other than tensors and plain values "
+            f"({_refusal_reason(err)}); streamvis reads these files with torch.load(weights_only=True) "
+            "and never runs code from a file", path=path) from None
+    except Exception as err:  # noqa: BLE001 (any unreadable file is a format error for the user)
+        raise DataFormatError(f"not a readable {what}{_looks_like(path)} (empty, truncated or not written "
+                              f"by torch.save): {_first_paragraph(err)}. {_WHAT_TO_PASS}", path=path) from None
+
+
+_WEIGHTS_ONLY_REFUSAL = "Weights only load failed"  # how torch's weights_only unpickler starts its refusal
+
+
+def _refusal_reason(err: Exception) -> str:
+    """What the pickle asked for, from torch's weights_only refusal (without torch's advice).
+
+    torch's text (2.6+) starts "Weights only load failed. ... Re-running `torch.load` with
+    `weights_only` set to `False` will likely succeed ..." and names the reason in one of two
+    shapes: "... unsupported GLOBAL posix.system whose module posix is blocked" / "Unsupported
+    global: GLOBAL exceptions.ValueError was not an allowed global ...", or "WeightsUnpickler
+    error: Unsupported operand 149" (a plain pickle, not a torch file). Only the reason is kept.
+    """
+    text = str(err)
+    named = re.search(r"GLOBAL ([\w.]+)", text)
+    if named:
+        return f"its pickle asks for {named[1]}"
+    reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", text)
+    return " ".join(reason[1].split())[:200] if reason else "the unpickler refused it"
+
+
+def _first_paragraph(err: Exception) -> str:
+    """An exception's first sentence (of its first line; at most 300 characters), or its class name.
+
+    torch's reader errors go on with advice after the first sentence ("PytorchStreamReader failed
+    reading zip archive: not a ZIP archive. This is an internal miniz error. If you ...").
+    """
+    lines = str(err).strip().splitlines()  # torch's C++ errors go on with stack frames, a line each
+    text = " ".join(lines[0].split()).split(". ")[0].rstrip(".") if lines else ""
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
+
+
+def read_file(path) -> dict:
+    """Read a weights file or checkpoint with `torch_load_safely`, with the version checked.
+
+    Raises:
+        DataFormatError: missing or unreadable file (see `torch_load_safely`), or not a dict.
+        NewerFormatError: a file from a newer streamvis.
+    """
+    path = Path(path)
+    data = torch_load_safely(path)
     if not isinstance(data, dict):
         raise DataFormatError(f"not a streamvis weights file: a {type(data).__name__}, not a dict", path=path)
-    version = format_version(data)
+    try:
+        version = format_version(data)
+    except DataFormatError as err:
+        raise DataFormatError(err.reason, path=path, field=err.field) from None
     if version > FORMAT_VERSION:
         raise NewerFormatError(
             f"written by a newer streamvis (weights format version {version}; this streamvis reads "
@@ -99,30 +167,33 @@ def read_file(path) -> dict:
     return data
 
 
-def _not_weights_message(path: Path) -> str:
-    """The one-paragraph error for a file that is not a weights file (what it looks like, what to pass)."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    looks = ""
+_WHAT_TO_PASS = ("Pass a file written by `streamvis train`, `streamvis export` or `streamvis convert` "
+                 "(official checkpoints are converted with `streamvis convert`), or 'default' for the bundled "
+                 "model; a truncated download also gives this error")
+
+
+def _looks_like(path: Path) -> str:
+    """`` (it looks like a json file)`` etc. for a file that is not a weights file, else ``""``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return ""
     if head.lstrip()[:1] in (b"{", b"["):
-        looks = " (it looks like a json file)"
-    elif head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3":
-        looks = " (it looks like a video)"
-    elif head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff":
-        looks = " (it looks like an image)"
-    return (f"not a streamvis weights file or checkpoint{looks}: it cannot be read as a weights-only "
-            "PyTorch file. "
-            "Pass a file written by `streamvis train`, `streamvis export` or `streamvis convert` (official "
-            "checkpoints are converted with `streamvis convert`), or 'default' for the bundled model; a "
-            "truncated download also gives this error.")
+        return " (it looks like a json file)"
+    if head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3":
+        return " (it looks like a video)"
+    if head[:8] == b"\x89PNG\r\n\x1a\n" or head[:3] == b"\xff\xd8\xff":
+        return " (it looks like an image)"
+    return ""
 
 
 def format_version(data: dict) -> int:
     """The format version of a loaded file dict (0 and 1 are recognised by their layout)."""
     if "format_version" in data:
         version = data["format_version"]
-        if not isinstance(version, int) or version < 0:
-            raise DataFormatError(f"format_version must be a non-negative integer, got {version!r}",
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise DataFormatError(f"format_version must be a non-negative integer, got {repr(version)[:80]}",
                                   field="format_version")
         return version
     meta = data.get("meta")
@@ -150,11 +221,12 @@ def load(path) -> WeightsFile:
     if not is_streamvis_file(data):
         hint = " (an official checkpoint? convert it with `streamvis convert`)" if "model" in data else ""
         raise DataFormatError(f"not a streamvis weights file: needs 'model' and 'config'{hint}", path=path)
-    config_dict = upgrade_model_dict(data["config"])
-    if "method" in data and data["method"] != config_dict["method"]:
-        raise DataFormatError(f"the file says method {data['method']!r} but its config says "
-                              f"{config_dict['method']!r}", path=path, field="method")
+    check_tensors(data["model"], path)
     try:
+        config_dict = upgrade_model_dict(data["config"])
+        if "method" in data and data["method"] != config_dict["method"]:
+            raise DataFormatError(f"the file says method {data['method']!r} but its config says "
+                                  f"{config_dict['method']!r}", path=path, field="method")
         config = model_config_from_dict(config_dict, prefix="config")
     except ConfigError as err:  # e.g. a method this streamvis does not have
         raise DataFormatError(f"the stored model config is not valid: {err}", path=path) from None
@@ -193,6 +265,7 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path=None
     """Raise DataFormatError naming missing/unexpected keys or wrong shapes (keys under
     `optional_prefixes` may be absent)."""
     expected = model.state_dict()
+    check_tensors(state, path)
     missing = [k for k in expected if k not in state and not k.startswith(optional_prefixes)]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -205,12 +278,35 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path=None
                                   f"{tuple(expected[key].shape)}", path=path, field=key)
 
 
+def check_tensors(state: dict, path=None, prefix: str = "model") -> None:
+    """Raise DataFormatError unless `state` maps strings to tensors (a state dict).
+
+    Args:
+        state: what a file stores as a model's state dict.
+        path: the file, for the message.
+        prefix: where `state` sits in the file, for the field name (``"model"``).
+    """
+    if not isinstance(state, dict):
+        raise DataFormatError(f"a state dict must map names to tensors, got a {type(state).__name__}",
+                              path=path, field=prefix)
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise DataFormatError(f"a state dict must map names to tensors, this entry holds a "
+                                  f"{type(value).__name__}", path=path, field=f"{prefix}[{key!r}]")
+
+
 def build_from_file(weights: WeightsFile) -> nn.Module:
     """The model of a read weights file, its weights loaded (train mode, on CPU)."""
     from streamvis.models.build import method_spec
 
     spec = method_spec(weights.method)
-    model = spec.build_model(weights.config)
+    try:
+        model = spec.build_model(weights.config)
+    except (TypeError, ValueError, OverflowError, RuntimeError, MemoryError) as err:
+        # a config that passed type checks can still be absurd (e.g. a 30-digit reid_dim: torch
+        # cannot allocate the tensor); it came from the file, so it is the file's error
+        raise DataFormatError(f"the stored {weights.method} config cannot build a model: "
+                              f"{_first_paragraph(err)}", path=weights.path) from None
     check_state_dict(model, weights.model_state, weights.path, spec.training_only_prefixes)
     model.load_state_dict(weights.model_state, strict=False)
     return model

@@ -2,7 +2,8 @@
 ``streamvis convert-data`` runs).
 
 Ground truth: ``read_gt`` of the source format -> optional category map -> the YouTube-VIS
-validator (`validate_ytvis`) -> ``write_gt`` of the target format into a temporary folder that
+validator (`streamvis.data.validate.ytvis_problems`; every error record is counted, the first
+quoted) -> ``write_gt`` of the target format into a temporary folder that
 replaces the output folder only when everything succeeded (nothing partial is ever left). A
 YouTube-VIS output is read back with `load_ytvis`.
 
@@ -21,7 +22,8 @@ from pathlib import Path
 from streamvis.data.formats import get_format
 from streamvis.data.formats.common import atomic_output_dir
 from streamvis.data.masks import rle_area
-from streamvis.data.ytvis import load_results, load_ytvis, validate_results, validate_ytvis
+from streamvis.data.validate import raise_error_summary, results_problems, ytvis_problems
+from streamvis.data.ytvis import load_results, load_ytvis
 from streamvis.errors import DataFormatError, StreamvisError
 
 __all__ = [
@@ -79,7 +81,8 @@ def _read_gt(reader, source: str, input_path, category_map: dict | None, options
     dataset = _call(reader.read_gt, input_path, options=options, name=f"{source} read_gt")
     if category_map:
         dataset = apply_category_map(dataset, category_map)
-    validate_ytvis(dataset, path=f"{input_path} (converted)")
+    raise_error_summary(ytvis_problems(dataset, path=f"{input_path} (converted)"),
+                        f"the ground truth converted from {source}")
     return dataset
 
 
@@ -97,7 +100,8 @@ def _read_results(
     dataset = gt
     if category_map:
         dataset, entries = apply_category_map(gt, category_map, entries)
-    validate_results(entries, dataset, path=f"{input_path} (converted)")
+    raise_error_summary(results_problems(entries, dataset, path=f"{input_path} (converted)"),
+                        f"the results converted from {source}")
     return dataset, entries
 
 

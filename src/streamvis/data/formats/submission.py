@@ -1,9 +1,11 @@
 """The evaluation-server submission: pre-flight checks of a results json against its split's json,
 and the zip the YouTube-VIS / OVIS servers take (one ``results.json`` at the zip's root).
 
-Unlike `validate_results` (first problem only), `check_submission` walks every entry and counts
-every kind of problem, keeping the first few examples of each, so one run shows all that would
-make the server reject (or silently mis-score) the file. No torch here.
+The checks of each entry are the one validator's (`streamvis.data.validate.results_problems`, the
+same records that loading and ``streamvis evaluate`` stop at): `check_submission` counts every
+error record by kind, keeping the first few of each, so one run shows all that would make the
+server reject (or silently mis-score) the file. What only a submission cares about (videos without
+results, more tracks than the evaluation keeps) is added here as warnings. No torch here.
 """
 
 from __future__ import annotations
@@ -15,24 +17,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from streamvis.data.masks import rle_to_json
+from streamvis.data.validate import KINDS, RESULT_KEYS, Problem, results_problems
 from streamvis.utils.io import atomic_open
 
 __all__ = ["ERROR_KINDS", "SubmissionReport", "check_submission", "format_report", "write_submission"]
 
 # official: the YouTube-VIS evaluation keeps the 100 highest-scored tracks per video (maxDets 1/10/100)
 DEFAULT_MAX_TRACKS = 100
-RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
 
-ERROR_KINDS = {
-    "not_a_list": "the file is not a json list of results",
-    "bad_entry": "an entry is not an object or lacks video_id / category_id / score / segmentations",
-    "unknown_video": "video_id is not a video of the split",
-    "unknown_category": "category_id is not a category of the split",
-    "bad_score": "score is not a finite number",
-    "length_mismatch": "segmentations has not one entry per frame of the video",
-    "bad_segmentation": "a segmentation is not null or an RLE dict with size and counts",
-    "size_mismatch": "an RLE size differs from the video's [height, width]",
-}
+# the validator's error kinds (`streamvis.data.validate.KINDS`), in report order
+ERROR_KINDS = {kind: meaning for kind, (severity, meaning) in KINDS.items() if severity == "error"}
 
 
 @dataclass
@@ -57,65 +51,28 @@ class SubmissionReport:
     def num_errors(self) -> int:
         return sum(self.counts.values())
 
-    def add(self, kind: str, message: str) -> None:
-        self.counts[kind] += 1
-        if len(self.examples[kind]) < self.max_examples:
-            self.examples[kind].append(message)
+    def add(self, problem: Problem) -> None:
+        """Count an error record of the validator (and keep it as an example while there are few)."""
+        self.counts[problem.kind] += 1
+        if len(self.examples[problem.kind]) < self.max_examples:
+            self.examples[problem.kind].append(str(problem))
 
 
-def _is_int(value) -> bool:
-    return type(value) is int
+def _usable(entry, videos: dict) -> bool:
+    """An entry that counts as a track of a split video (whatever else is wrong with it)."""
+    return (isinstance(entry, dict) and all(k in entry for k in RESULT_KEYS)
+            and type(entry["video_id"]) is int and entry["video_id"] in videos)
 
 
-def _check_segmentation(seg, video: dict, where: str, report: SubmissionReport) -> None:
-    if seg is None:
-        return
-    if not isinstance(seg, dict) or "size" not in seg or not isinstance(seg.get("counts"), (str, list)):
-        report.add("bad_segmentation", f"{where}: must be null or {{'size': [H, W], 'counts': ...}}")
-        return
-    size = [video["height"], video["width"]]
-    if seg["size"] != size:
-        report.add("size_mismatch", f"{where}: RLE size {seg['size']} but video {video['id']} is {size}")
-        return
-    counts = seg["counts"]
-    if isinstance(counts, list) and (
-        not all(_is_int(c) and c >= 0 for c in counts) or sum(counts) != size[0] * size[1]
-    ):
-        report.add("bad_segmentation", f"{where}: uncompressed counts must be non-negative and sum to H*W")
-
-
-def _check_entry(entry, i: int, videos: dict, categories: set, report: SubmissionReport) -> bool:
-    where = f"results[{i}]"
-    if not isinstance(entry, dict) or any(k not in entry for k in RESULT_KEYS):
-        report.add("bad_entry", f"{where}: needs {list(RESULT_KEYS)}")
-        return False
-    ok = True
-    if not _is_int(entry["video_id"]) or entry["video_id"] not in videos:
-        report.add("unknown_video", f"{where}: video_id {entry['video_id']!r}")
-        ok = False
-    if not _is_int(entry["category_id"]) or entry["category_id"] not in categories:
-        report.add("unknown_category", f"{where}: category_id {entry['category_id']!r}")
+def _finite_score(entry) -> float | None:
     score = entry["score"]
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-        report.add("bad_score", f"{where}: score {score!r}")
-    segs = entry["segmentations"]
-    if not ok:
-        return False
-    video = videos[entry["video_id"]]
-    if not isinstance(segs, list) or len(segs) != video["length"]:
-        got = len(segs) if isinstance(segs, list) else type(segs).__name__
-        report.add(
-            "length_mismatch",
-            f"{where}: {got} segmentations, video {video['id']} has {video['length']} frames",
-        )
-        return True
-    for f, seg in enumerate(segs):
-        _check_segmentation(seg, video, f"{where}.segmentations[{f}]", report)
-    return True
+        return None
+    return float(score)
 
 
 def check_submission(
-    results, gt: dict, *, max_tracks: int = DEFAULT_MAX_TRACKS, max_examples: int = 3
+    results, gt: dict, *, max_tracks: int = DEFAULT_MAX_TRACKS, max_examples: int = 3, path=None
 ) -> SubmissionReport:
     """Check a parsed results json against the split's (validated) ground-truth dict.
 
@@ -123,31 +80,31 @@ def check_submission(
         results: the parsed results json (should be a list of entries).
         gt: the split's YouTube-VIS dict (videos and categories; annotations may be absent).
         max_tracks: the per-video track limit the server's evaluation keeps (warning above it).
+        max_examples: error records kept per kind.
+        path: the results file, named in the examples (None: examples start at ``results[i]``).
 
     Returns:
-        The `SubmissionReport`; errors are in ``counts`` / ``examples``, warnings in
-        ``missing_videos`` and ``crowded_videos``.
+        The `SubmissionReport`; errors (the validator's records, by kind) are in ``counts`` /
+        ``examples``, warnings in ``missing_videos`` and ``crowded_videos``.
     """
     report = SubmissionReport(max_tracks=max_tracks, max_examples=max_examples)
     videos = {v["id"]: v for v in gt["videos"]}
     categories = {c["id"] for c in gt["categories"]}
     report.num_videos, report.num_categories = len(videos), len(categories)
+    for problem in results_problems(results, gt, path=path):
+        if problem.is_error:
+            report.add(problem)
     if not isinstance(results, list):
-        report.add("not_a_list", f"the top level is a {type(results).__name__}")
         return report
     report.num_entries = len(results)
-    per_video = Counter()
-    scores = []
-    for i, entry in enumerate(results):
-        if _check_entry(entry, i, videos, categories, report):
-            per_video[entry["video_id"]] += 1
-            if isinstance(entry["score"], (int, float)) and math.isfinite(entry["score"]):
-                scores.append(float(entry["score"]))
+    usable = [entry for entry in results if _usable(entry, videos)]
+    per_video = Counter(entry["video_id"] for entry in usable)
+    scores = [score for score in map(_finite_score, usable) if score is not None]
     report.videos_with_results = len(per_video)
     report.missing_videos = [v for v in videos if v not in per_video]
     report.crowded_videos = sorted((v, n) for v, n in per_video.items() if n > max_tracks)
     report.tracks_per_video_max = max(per_video.values(), default=0)
-    used = {e.get("category_id") for e in results if isinstance(e, dict) and _is_int(e.get("category_id"))}
+    used = {e["category_id"] for e in usable if type(e["category_id"]) is int}
     report.categories_used = len(used & categories)
     report.score_range = (min(scores), max(scores)) if scores else None
     return report
