@@ -110,8 +110,9 @@ def torch_load_safely(path, *, what: str = "weights or checkpoint file") -> Any:
             f"({_refusal_reason(err)}); streamvis reads these files with torch.load(weights_only=True) "
             "and never runs code from a file", path=path) from None
     except Exception as err:  # noqa: BLE001 (any unreadable file is a format error for the user)
-        raise DataFormatError(f"not a readable {what}{_looks_like(path)} (empty, truncated or not written "
-                              f"by torch.save): {_first_paragraph(err)}. {_WHAT_TO_PASS}", path=path) from None
+        looks = _looks_like(path)
+        raise DataFormatError(f"not a readable {what}{looks} (empty, truncated or not written by "
+                              f"torch.save): {_first_paragraph(err)}. {_WHAT_TO_PASS}", path=path) from None
 
 
 _WEIGHTS_ONLY_REFUSAL = "Weights only load failed"  # how torch's weights_only unpickler starts its refusal
@@ -168,8 +169,8 @@ def read_file(path) -> dict:
 
 
 _WHAT_TO_PASS = ("Pass a file written by `streamvis train`, `streamvis export` or `streamvis convert` "
-                 "(official checkpoints are converted with `streamvis convert`), or 'default' for the bundled "
-                 "model; a truncated download also gives this error")
+                 "(official checkpoints are converted with `streamvis convert`), or 'default' for the "
+                 "bundled model; a truncated download also gives this error")
 
 
 def _looks_like(path: Path) -> str:

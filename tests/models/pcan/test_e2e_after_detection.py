@@ -31,10 +31,9 @@ PIXEL_STD = np.array([58.395, 57.12, 57.375])
 
 def _two_stage_parts():
     try:
-        from streamvis.ops.roi_align import MultiLevelRoIExtractor
-
         from streamvis.models.backbone import MMDetResNet
         from streamvis.models.fpn import MMDetFPN
+        from streamvis.ops.roi_align import MultiLevelRoIExtractor
     except ImportError:
         pytest.skip("needs the two-stage core (MMDetResNet, MMDetFPN, MultiLevelRoIExtractor)")
     return MMDetResNet, MMDetFPN, MultiLevelRoIExtractor
