@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,15 +13,19 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_shard.py"
 
 
+def _run_script(script, args, tmp_path):
+    """Run a benchmark script as a user would (a subprocess; benchmarks are not imported by tests)."""
+    env = dict(os.environ, PYTHONPATH=str(Path(script).resolve().parents[1] / "src"))
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
 @pytest.mark.slow  # one plain and one torchrun `streamvis predict` subprocess
 def test_bench_shard_tiny_run(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(SCRIPT.parents[1] / "src"))
-    spec = importlib.util.spec_from_file_location("bench_shard_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    assert module.main(["--videos", "2", "--frames", "1", "--workdir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    out = _run_script(SCRIPT, ["--videos", "2", "--frames", "1", "--workdir", str(tmp_path)], tmp_path)
     rows = {cells[0]: cells[1:] for cells in (line.split() for line in out.splitlines())
             if re.match(r"^(1x2|2x1) +\d", " ".join(cells))}
     assert rows["1x2"][:2] == ["1", "2"] and rows["2x1"][:2] == ["2", "1"]
