@@ -387,6 +387,12 @@ class TrainConfig:
         progress_bar: show a tqdm bar with ETA and losses on rank 0.
         plot_loss_curve: draw loss_curve.png from metrics.jsonl (at the end, and every ~30 s of
             training at logging/checkpoint steps).
+        deterministic: train with ``torch.use_deterministic_algorithms(True, warn_only=True)``.
+            On CPU with more than one thread, the backward pass of advanced indexing
+            (``index_put_`` with accumulation, e.g. ``feats[indices]``) otherwise adds with atomic
+            float adds in a thread-timing-dependent order, so two runs with the same seed drift
+            apart in the last bits from the first iteration on; with it, runs and resumes are
+            bitwise equal at a fixed thread count. An op without a deterministic version warns.
     """
 
     checkpoint_period: int = 1900  # official: SOLVER.CHECKPOINT_PERIOD
@@ -399,6 +405,7 @@ class TrainConfig:
     find_unused_parameters: bool = False
     progress_bar: bool = True
     plot_loss_curve: bool = True
+    deterministic: bool = True
 
     def __post_init__(self):
         if self.checkpoint_period < 1 or self.log_period < 1 or self.keep_last < 1:

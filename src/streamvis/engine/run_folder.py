@@ -128,7 +128,8 @@ def check_resume_config(saved: Mapping[str, Any], current: Mapping[str, Any], *,
             saved and new value.
     """
     old, new = flatten(saved), flatten(current)
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
+    # a key the saved file lacks was added to streamvis after the run started: its default applies
+    changed = sorted(k for k in old.keys() | new.keys() if k in old and old[k] != new.get(k, "<absent>"))
     allowed = set(RESUME_CHANGEABLE_KEYS)
     if new.get("solver.scale_schedule") or old.get("solver.scale_schedule"):
         allowed.discard("solver.max_iter")  # a scaled schedule moves with max_iter

@@ -17,7 +17,8 @@ and a checkpoint stores the model, optimizer, scheduler, AMP scaler, every rank'
 the logging window. Restarting from it with ``resume=True`` therefore repeats the uninterrupted
 run: on CPU the per-iteration losses and the final weights are bitwise equal, provided both runs
 use the same number of intra-op threads (`torch.get_num_threads()`: reductions are split by
-thread) and the convolution backward pass is deterministic (`make_cpu_deterministic`).
+thread) and ``train.deterministic`` is on (the default: without it, the multi-threaded CPU
+backward of advanced indexing adds with atomics in a timing-dependent order).
 """
 
 from __future__ import annotations
@@ -187,10 +188,15 @@ def train(
         cfg = resolve_model_from_data(cfg)
     own_group = info.distributed and not torch.distributed.is_initialized()
     du.init_distributed(info, device)
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         return _train(cfg, info, device, resume, overwrite, build_model, build_loader, evaluate_fn,
                       extra_hooks)
     finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         if own_group:
             du.destroy_distributed()
 
