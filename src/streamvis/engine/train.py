@@ -209,7 +209,7 @@ def _train(cfg, info, device, resume, overwrite, build_model, build_loader, eval
     for note in notes + schedule_notes(cfg.solver):
         log_main(ctx, note)
     checkpointer = Checkpointer(output_dir, keep_last=cfg.train.keep_last)
-    latest = checkpointer.latest_complete() if resume else None
+    latest = _latest_complete(ctx, checkpointer) if resume else None
     if latest is not None:
         _resume_from(ctx, latest)
     elif resume:
@@ -266,6 +266,23 @@ def _prepare_folder_main(cfg: ExperimentConfig, *, resume: bool, overwrite: bool
         notes += [f"--resume: {change} (allowed: it does not change the weights computed)"
                   for change in changes]
     return notes
+
+
+def _latest_complete(ctx: TrainContext, checkpointer: Checkpointer) -> Path | None:
+    """`Checkpointer.latest_complete`, its warning about a torn checkpoint printed as a log line."""
+    import warnings
+
+    from streamvis.engine.checkpoint import CheckpointIntegrityWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CheckpointIntegrityWarning)
+        latest = checkpointer.latest_complete()
+    for warning in caught:
+        if issubclass(warning.category, CheckpointIntegrityWarning):
+            log_main(ctx, f"warning: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return latest
 
 
 def _setup(cfg: ExperimentConfig, info: du.DistInfo, device: torch.device, build_model) -> TrainContext:
