@@ -58,7 +58,7 @@ def test_resume_needs_a_run_folder_and_excludes_overwrite(tmp_path, capsys):
     assert main(["train", "--resume"]) == 2
     assert "--resume without --config needs --output-dir" in capsys.readouterr().err
     assert main(["train", "--resume", "--output-dir", str(tmp_path)]) == 2
-    expected = f"{tmp_path / 'config.yaml'} not found: --output-dir {tmp_path} holds no streamvis training run"
+    expected = f"{tmp_path / 'config.yaml'} not found: --output-dir {tmp_path} holds no streamvis training"
     assert expected in capsys.readouterr().err
     assert main(["train", "--output-dir", str(tmp_path)]) == 2
     assert "--config is required" in capsys.readouterr().err
