@@ -6,6 +6,7 @@ Drives benchmarks/bench_kill_resume.py (which the README quotes at 5 moments) at
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_kill_resume
 def _bench():
     spec = importlib.util.spec_from_file_location("bench_kill_resume", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
