@@ -283,11 +283,29 @@ def load_config(path=None, overrides: Sequence[str] = (), *, cls: type | None = 
     Returns:
         A frozen config instance.
     """
-    data = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
+    written = read_yaml(path) if path is not None else {}
+    data = apply_overrides(written, overrides)
     cls = cls or ExperimentConfig
     if cls is ExperimentConfig:
-        data = expand_model_preset(data)
+        data = _pin_schedule_length(written, expand_model_preset(data))
     return from_dict(cls, data)
+
+
+def _pin_schedule_length(written: Mapping[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """With ``solver.scale_schedule`` on, record the file's own max_iter as ``schedule_max_iter``.
+
+    The steps and warm-up of a config file are written for its ``max_iter``; a ``--set
+    solver.max_iter=N`` override must scale them from that length, so it is kept before the
+    override replaces it (and saved in the run's config.yaml, so a resume scales alike).
+    """
+    solver = data.get("solver")
+    if not isinstance(solver, Mapping) or solver.get("scale_schedule") is not True:
+        return data
+    if solver.get("schedule_max_iter") is not None:
+        return data
+    file_solver = written.get("solver") if isinstance(written.get("solver"), Mapping) else {}
+    length = file_solver.get("max_iter", solver.get("max_iter", SolverConfig.max_iter))
+    return {**data, "solver": {**solver, "schedule_max_iter": length}}
 
 
 def expand_model_preset(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -344,6 +362,12 @@ class SolverConfig:
         max_iter: number of training iterations.
         ims_per_batch: frame pairs per iteration over all processes (each gets a share).
         clip_grad_norm: clip the global gradient L2 norm to this value (None: no clipping).
+        scale_schedule: scale `steps` and `warmup_iters` by ``max_iter / schedule_max_iter``, so
+            that ``--set solver.max_iter=240`` on a 2400-iteration config keeps the schedule's
+            shape (steps [1900, 2200] -> [190, 220]). Off: they stay as written, and steps or a
+            warm-up that do not fit in `max_iter` are reported when training starts.
+        schedule_max_iter: the run length `steps` and `warmup_iters` were written for (null: the
+            config file's own ``max_iter``, recorded by `load_config` before ``--set`` overrides).
     """
 
     base_lr: float = 0.005  # official: SOLVER.BASE_LR
@@ -357,6 +381,8 @@ class SolverConfig:
     max_iter: int = 23000  # official: SOLVER.MAX_ITER
     ims_per_batch: int = 16  # official: SOLVER.IMS_PER_BATCH (frame pairs)
     clip_grad_norm: float | None = None  # official: clipping disabled
+    scale_schedule: bool = False
+    schedule_max_iter: int | None = None
 
     def __post_init__(self):
         if self.max_iter < 1 or self.ims_per_batch < 1:
@@ -367,6 +393,8 @@ class SolverConfig:
             raise ConfigError(f"solver.steps must be increasing, got {list(self.steps)}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ConfigError("solver.clip_grad_norm must be > 0 or null")
+        if self.schedule_max_iter is not None and self.schedule_max_iter < 1:
+            raise ConfigError("solver.schedule_max_iter must be >= 1 or null")
 
 
 @dataclass(frozen=True)
@@ -377,8 +405,9 @@ class TrainConfig:
         checkpoint_period: save a checkpoint every this many iterations (and always at the end).
         keep_last: how many periodic checkpoints to keep (model_final.pth is always kept).
         log_period: write a metrics line (losses averaged over the period) this often.
-        eval_period: evaluate on the valid split this often (0: only at the end; needs a valid
-            split in the data config, otherwise no evaluation runs).
+        eval_period: evaluate on the valid split this often (0: only at the end; ``never``: no
+            evaluation at all, and the valid split need not exist; without a valid split in the
+            data config no evaluation runs either).
         amp: mixed precision (float16 autocast + gradient scaling); used on CUDA only.
         device: "cpu", "cuda" or "auto" (CUDA when available).
         init_weights: loaded before training (None: random init). A streamvis checkpoint or
@@ -389,24 +418,31 @@ class TrainConfig:
         progress_bar: show a tqdm bar with ETA and losses on rank 0.
         plot_loss_curve: draw loss_curve.png from metrics.jsonl (at the end, and every ~30 s of
             training at logging/checkpoint steps).
+        deterministic: train with ``torch.use_deterministic_algorithms(True, warn_only=True)``.
+            On CPU with more than one thread, the backward pass of advanced indexing
+            (``index_put_`` with accumulation, e.g. ``feats[indices]``) otherwise adds with atomic
+            float adds in a thread-timing-dependent order, so two runs with the same seed drift
+            apart in the last bits from the first iteration on; with it, runs and resumes are
+            bitwise equal at a fixed thread count. An op without a deterministic version warns.
     """
 
     checkpoint_period: int = 1900  # official: SOLVER.CHECKPOINT_PERIOD
     keep_last: int = 3
     log_period: int = 20  # official: detectron2 PeriodicWriter(period=20)
-    eval_period: int = 0
+    eval_period: int | Literal["never"] = 0
     amp: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     init_weights: str | None = None
     find_unused_parameters: bool = False
     progress_bar: bool = True
     plot_loss_curve: bool = True
+    deterministic: bool = True
 
     def __post_init__(self):
         if self.checkpoint_period < 1 or self.log_period < 1 or self.keep_last < 1:
             raise ConfigError("train.checkpoint_period, train.log_period and train.keep_last must be >= 1")
-        if self.eval_period < 0:
-            raise ConfigError("train.eval_period must be >= 0")
+        if self.eval_period != "never" and self.eval_period < 0:
+            raise ConfigError("train.eval_period must be >= 0 (0: only at the end) or 'never'")
 
 
 def _default_model_config():

@@ -70,3 +70,22 @@ def test_scheduler_steps_the_lr_and_restores_with_weights_only():
     longer = build_lr_scheduler(build_optimizer(model, cfg), longer_cfg)
     longer.load_state_dict(state)
     assert longer.steps == [8] and longer.factor(5) == 1.0
+
+
+def test_scale_schedule_scales_steps_and_warmup_from_the_file_length(tmp_path):
+    from streamvis.config import load_config
+    from streamvis.engine.solver import effective_schedule, schedule_notes
+
+    path = tmp_path / "c.yaml"
+    path.write_text("solver:\n  max_iter: 2400\n  steps: [1900, 2200]\n  warmup_iters: 100\n"
+                    "  scale_schedule: true\n")
+    cfg = load_config(path, ["solver.max_iter=240"]).solver
+    assert cfg.schedule_max_iter == 2400 and effective_schedule(cfg) == ((190, 220), 10)
+    assert schedule_notes(cfg) == ["solver.scale_schedule: warm-up 100 -> 10 iterations, steps [1900, 2200] "
+                                   "-> [190, 220] (written for 2400 iterations, the run has 240)"]
+    plain = load_config(path, ["solver.max_iter=240", "solver.scale_schedule=false"]).solver
+    assert plain.schedule_max_iter is None and effective_schedule(plain) == ((1900, 2200), 100)
+    notes = schedule_notes(plain)
+    assert len(notes) == 1
+    assert notes[0].startswith("solver.steps [1900, 2200] fall at or after solver.max_iter=240")
+    assert schedule_notes(load_config(path).solver) == []  # the file's own length: nothing to say

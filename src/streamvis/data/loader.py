@@ -302,6 +302,11 @@ def collate_pairs(samples: Sequence[PairSample]) -> PairBatch:
 
 def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)  # decoding/resizing is numpy/PIL; avoid oversubscribing the cores
+    # Ctrl-C reaches the whole process group: the main process finishes its iteration and saves a
+    # checkpoint (engine/train.py), so a worker must not die first and fail that iteration's batch
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_train_loader(

@@ -54,6 +54,8 @@ class TrainContext:
     start_iter: int = 0
     iteration: int = 0
     step_metrics: dict[str, float] = field(default_factory=dict)
+    hooks: list = field(default_factory=list)  # set by run_training; their states go into checkpoints
+    resumed_hook_states: dict[str, dict] = field(default_factory=dict)  # from the resumed checkpoint
 
     def training_state(self) -> dict:
         """Everything a checkpoint stores; collective: every rank must call it (RNG states are gathered)."""
@@ -70,11 +72,23 @@ class TrainContext:
             "iteration": self.iteration,
             "world_size": self.dist.world_size,
             "rng": du.all_gather_object(capture_rng_state()),
+            "hooks": {type(h).__name__: st for h in self.hooks if (st := h.state_dict()) is not None},
         }
 
 
 class HookBase:
-    """A training-loop callback; override any of the four events."""
+    """A training-loop callback; override any of the four events.
+
+    A hook whose state must survive a resume (e.g. a half-filled logging window) returns it from
+    `state_dict` as plain values (it is stored in checkpoints, read with ``weights_only=True``)
+    and takes it back in `load_state_dict`, before `before_train`.
+    """
+
+    def state_dict(self) -> dict | None:
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
     def before_train(self, ctx: TrainContext) -> None:
         pass
@@ -95,18 +109,21 @@ class CheckpointHook(HookBase):
     def __init__(self, checkpointer: Checkpointer, *, period: int):
         self.checkpointer = checkpointer
         self.period = period
+        self.last_saved_iteration: int | None = None
 
     def after_step(self, ctx: TrainContext) -> None:
         if ctx.iteration % self.period == 0 and ctx.iteration < ctx.max_iter:
-            self._save(ctx, periodic_name(ctx.iteration))
+            self.save_now(ctx, periodic_name(ctx.iteration))
 
     def after_train(self, ctx: TrainContext) -> None:
-        self._save(ctx, FINAL_NAME)
+        self.save_now(ctx, FINAL_NAME)
 
-    def _save(self, ctx: TrainContext, name: str) -> None:
+    def save_now(self, ctx: TrainContext, name: str) -> None:
+        """Save the training state as ``output_dir/name`` (collective: every rank calls it)."""
         state = ctx.training_state()  # collective: all ranks
         if ctx.dist.is_main:
             self.checkpointer.save(name, state)
+        self.last_saved_iteration = ctx.iteration
         du.barrier()
 
 
@@ -158,6 +175,13 @@ class MetricsWriter(HookBase):
     def before_train(self, ctx: TrainContext) -> None:
         self._start = time.perf_counter()
 
+    def state_dict(self) -> dict:
+        """The steps logged since the last line: a resume at any iteration writes the same lines."""
+        return {"window": [dict(w) for w in self._window]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._window = [dict(w) for w in state.get("window", [])]
+
     def after_step(self, ctx: TrainContext) -> None:
         self._window.append(dict(ctx.step_metrics))
         if ctx.iteration % self.period == 0 or ctx.iteration == ctx.max_iter:
@@ -179,6 +203,8 @@ class MetricsWriter(HookBase):
 
 class EvalHook(HookBase):
     """Evaluates every `period` iterations (0: only at the end) and writes an ``eval`` line.
+
+    (``train.eval_period: never`` switches evaluation off: `default_hooks` adds no EvalHook.)
 
     Args:
         evaluate_fn: model -> {metric name: value}; run on rank 0 in eval mode, without
@@ -250,10 +276,23 @@ def plot_loss_curves(records: list[dict], out_path) -> None:
         records: metrics.jsonl records; training lines have ``total_loss``, eval lines ``eval``.
         out_path: the PNG, written atomically.
     """
+    fig = loss_curve_figure(records)
+    with atomic_open(out_path, "wb") as f:
+        fig.savefig(f, format="png", dpi=90)
+
+
+# Up to this many logged points, each is drawn as a marker too: a short run (even one logged
+# point, which a line alone does not show) stays visible; longer curves stay uncluttered.
+MARKER_MAX_POINTS = 60
+
+
+def loss_curve_figure(records: list[dict]):
+    """The `plot_loss_curves` figure (a matplotlib `Figure`; no pyplot state)."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state, no display needed
 
     train = [r for r in records if "total_loss" in r]
     evals = [r for r in records if isinstance(r.get("eval"), dict)]
+    marker = "o" if len(train) <= MARKER_MAX_POINTS else None
     keys = sorted(k for k in train[0] if k.startswith("loss_")) + ["total_loss", "lr"]
     iters = [r["iteration"] for r in train]
     num_panels = len(keys) + (1 if evals else 0)
@@ -263,7 +302,7 @@ def plot_loss_curves(records: list[dict], out_path) -> None:
     axes = list(fig.subplots(rows, cols, squeeze=False).flat)
     for ax, key in zip(axes, keys):
         ys = [r.get(key, float("nan")) for r in train]
-        ax.plot(iters, ys, lw=1.2)
+        ax.plot(iters, ys, lw=1.2, marker=marker, ms=3)
         _style(ax, key)
         if "loss" in key and min(ys) > 0 and max(ys) > 20 * min(ys):
             ax.set_yscale("log")  # only when the loss spans more than about a decade
@@ -278,8 +317,7 @@ def plot_loss_curves(records: list[dict], out_path) -> None:
     for ax in axes[num_panels:]:
         ax.set_visible(False)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.92, wspace=0.3, hspace=0.55)
-    with atomic_open(out_path, "wb") as f:
-        fig.savefig(f, format="png", dpi=90)
+    return fig
 
 
 def _style(ax, title: str) -> None:

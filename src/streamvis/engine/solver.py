@@ -114,11 +114,51 @@ class WarmupMultiStepLR(LRScheduler):
 
 
 def build_lr_scheduler(optimizer, cfg: SolverConfig) -> WarmupMultiStepLR:
-    """The official schedule for `optimizer` from `cfg`."""
+    """The official schedule for `optimizer` from `cfg` (scaled when ``cfg.scale_schedule``)."""
+    steps, warmup_iters = effective_schedule(cfg)
     return WarmupMultiStepLR(
         optimizer,
-        steps=cfg.steps,
+        steps=steps,
         gamma=cfg.gamma,
-        warmup_iters=cfg.warmup_iters,
+        warmup_iters=warmup_iters,
         warmup_factor=cfg.warmup_factor,
     )
+
+
+def effective_schedule(cfg: SolverConfig) -> tuple[tuple[int, ...], int]:
+    """The (steps, warmup_iters) the run uses.
+
+    With ``solver.scale_schedule: true`` both are scaled by ``max_iter / schedule_max_iter``
+    (the length the schedule was written for: the config file's own ``max_iter`` unless set),
+    rounded to whole iterations; otherwise they are the configured values.
+    """
+    if not cfg.scale_schedule or cfg.schedule_max_iter in (None, cfg.max_iter):
+        return tuple(cfg.steps), cfg.warmup_iters
+    ratio = cfg.max_iter / cfg.schedule_max_iter
+    return tuple(int(round(step * ratio)) for step in cfg.steps), int(round(cfg.warmup_iters * ratio))
+
+
+def schedule_notes(cfg: SolverConfig) -> list[str]:
+    """What a short run should know about its schedule, one line per fact (empty when all fits).
+
+    Reported: the scaling applied by ``solver.scale_schedule``; a warm-up that does not end
+    before ``max_iter`` (the run never reaches ``base_lr``); steps at or after ``max_iter``
+    (they never apply).
+    """
+    steps, warmup_iters = effective_schedule(cfg)
+    notes = []
+    if (steps, warmup_iters) != (tuple(cfg.steps), cfg.warmup_iters):
+        notes.append(f"solver.scale_schedule: warm-up {cfg.warmup_iters} -> {warmup_iters} iterations, steps "
+                     f"{list(cfg.steps)} -> {list(steps)} (written for {cfg.schedule_max_iter} iterations, "
+                     f"the run has {cfg.max_iter})")
+    if warmup_iters >= cfg.max_iter:
+        last = warmup_multistep_factor(cfg.max_iter - 1, steps=steps, gamma=cfg.gamma,
+                                       warmup_iters=warmup_iters, warmup_factor=cfg.warmup_factor)
+        notes.append(f"solver.warmup_iters={warmup_iters} >= solver.max_iter={cfg.max_iter}: the run ends "
+                     f"inside the warm-up, at {last:.3g} x base_lr; set solver.scale_schedule=true to scale "
+                     "the schedule to the run, or lower solver.warmup_iters")
+    outside = [s for s in steps if s >= cfg.max_iter]
+    if outside:
+        notes.append(f"solver.steps {outside} fall at or after solver.max_iter={cfg.max_iter} and never "
+                     "apply; set solver.scale_schedule=true to scale them to the run")
+    return notes

@@ -3,14 +3,28 @@
 `train(cfg)` builds everything from an `ExperimentConfig` and runs `run_training`, the one
 explicit loop; checkpointing, logging, evaluation and the progress bar are hooks (hooks.py).
 
+Run folders (run_folder.py): training into a folder that holds an earlier run is refused unless
+``resume`` (continue it, with its saved config.yaml) or ``overwrite`` (delete its files first).
+
+Interruption: SIGINT (Ctrl-C) or SIGTERM lets the current iteration finish, saves a checkpoint of
+it and raises `TrainingInterrupted`, whose message is the exact command that resumes; a second
+signal quits at once. A SIGKILL loses at most the iterations since the last checkpoint: files are
+written atomically and every checkpoint's size and SHA-256 are recorded, so a resume skips a
+checkpoint torn afterwards (with a warning) and uses the previous complete one.
+
 Exact resume: batch t on rank r is a pure function of (seed, t, r) (the data loader's contract),
-and a checkpoint stores the model, optimizer, scheduler, AMP scaler and every rank's RNG
-states. Restarting from it with ``resume=True`` therefore repeats the uninterrupted run: on CPU
-the per-iteration losses and the final weights are bitwise equal.
+and a checkpoint stores the model, optimizer, scheduler, AMP scaler, every rank's RNG states and
+the logging window. Restarting from it with ``resume=True`` therefore repeats the uninterrupted
+run: on CPU the per-iteration losses and the final weights are bitwise equal, provided both runs
+use the same number of intra-op threads (`torch.get_num_threads()`: reductions are split by
+thread) and ``train.deterministic`` is on (the default: without it, the multi-threaded CPU
+backward of advanced indexing adds with atomics in a timing-dependent order).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -21,9 +35,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamvis.config import ExperimentConfig, save_config
+from streamvis.config import ExperimentConfig, read_yaml, save_config, to_dict
 from streamvis.engine import distributed as du
-from streamvis.engine.checkpoint import Checkpointer, load_checkpoint, preserved_rng, restore_rng_state
+from streamvis.engine.checkpoint import (
+    Checkpointer,
+    load_checkpoint,
+    periodic_name,
+    preserved_rng,
+    restore_rng_state,
+)
 from streamvis.engine.hooks import (
     LOSS_CURVE_FILE,
     METRICS_FILE,
@@ -37,7 +57,14 @@ from streamvis.engine.hooks import (
     TrainContext,
     log_main,
 )
-from streamvis.engine.solver import build_lr_scheduler, build_optimizer
+from streamvis.engine.run_folder import (
+    CONFIG_FILE,
+    RunExistsError,
+    check_resume_config,
+    prepare_output_dir,
+    resume_command,
+)
+from streamvis.engine.solver import build_lr_scheduler, build_optimizer, schedule_notes
 from streamvis.errors import ConfigError, StreamvisError
 
 ModelBuilder = Callable[[ExperimentConfig], nn.Module]
@@ -48,6 +75,27 @@ EvaluateFn = Callable[[nn.Module], dict]
 
 class LossNotFiniteError(StreamvisError):
     """A loss became NaN or infinite; training stopped and the last good checkpoint stays."""
+
+
+class TrainingInterrupted(StreamvisError):
+    """SIGINT/SIGTERM stopped training after a checkpoint of the current iteration was saved.
+
+    Attributes:
+        signal_number: the signal received (`signal.SIGINT` or `signal.SIGTERM`).
+        checkpoint: the checkpoint saved (None when none could be written).
+        command: the command that resumes the run exactly.
+    """
+
+    def __init__(self, message: str, *, signal_number: int, checkpoint: Path | None, command: str):
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.checkpoint = checkpoint
+        self.command = command
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process stopped by it (130, 143)."""
+        return 128 + int(self.signal_number)
 
 
 @dataclass(frozen=True)
@@ -99,6 +147,7 @@ def train(
     cfg: ExperimentConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     build_model: ModelBuilder | None = None,
     build_loader: LoaderBuilder | None = None,
     evaluate_fn: EvaluateFn | None = None,
@@ -109,8 +158,11 @@ def train(
     Args:
         cfg: the experiment; ``cfg.output_dir`` receives checkpoints, metrics.jsonl,
             loss_curve.png and config.yaml.
-        resume: continue from the newest checkpoint in ``cfg.output_dir`` (a fresh start when
-            there is none).
+        resume: continue from the newest complete checkpoint in ``cfg.output_dir`` (a fresh
+            start when there is none). The run's saved config.yaml must agree with `cfg` except
+            for the keys of `run_folder.RESUME_CHANGEABLE_KEYS`.
+        overwrite: delete the files of an earlier run in ``cfg.output_dir`` first (without it,
+            and without `resume`, such a folder is refused).
         build_model: cfg -> model with ``.loss(batch) -> dict of loss_* tensors`` (default: the
             model builder; tests pass toy models).
         build_loader: ``(cfg, *, batch_size, rank, world_size, start_iter)`` -> infinite batch
@@ -124,6 +176,9 @@ def train(
 
     Raises:
         LossNotFiniteError: a loss became NaN/inf (names the iteration and the loss).
+        RunExistsError: the folder holds a run and neither `resume` nor `overwrite` was given.
+        ResumeConfigError: `resume` with a config that changes how the run trains.
+        TrainingInterrupted: SIGINT/SIGTERM; a checkpoint of the current iteration was saved.
     """
     info = du.env_dist_info()
     device = du.resolve_device(cfg.train.device, info)
@@ -133,25 +188,34 @@ def train(
         cfg = resolve_model_from_data(cfg)
     own_group = info.distributed and not torch.distributed.is_initialized()
     du.init_distributed(info, device)
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(cfg, info, device, resume, build_model, build_loader, evaluate_fn, extra_hooks)
+        return _train(cfg, info, device, resume, overwrite, build_model, build_loader, evaluate_fn,
+                      extra_hooks)
     finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         if own_group:
             du.destroy_distributed()
 
 
-def _train(cfg, info, device, resume, build_model, build_loader, evaluate_fn, extra_hooks) -> TrainResult:
+def _train(cfg, info, device, resume, overwrite, build_model, build_loader, evaluate_fn, extra_hooks):
     batch_size = per_rank_batch_size(cfg.solver.ims_per_batch, info.world_size)
     output_dir = Path(cfg.output_dir)
+    notes = _prepare_folder(cfg, info, resume=resume, overwrite=overwrite)
     ctx = _setup(cfg, info, device, build_model or _default_model)
+    for note in notes + schedule_notes(cfg.solver):
+        log_main(ctx, note)
     checkpointer = Checkpointer(output_dir, keep_last=cfg.train.keep_last)
-    latest = checkpointer.latest() if resume else None
+    latest = _latest_complete(ctx, checkpointer) if resume else None
     if latest is not None:
         _resume_from(ctx, latest)
     elif resume:
         log_main(ctx, f"--resume: no checkpoint in {output_dir}; starting from iteration 0")
     if ctx.dist.is_main:
-        save_config(cfg, output_dir / "config.yaml")
+        save_config(cfg, output_dir / CONFIG_FILE)
     if ctx.start_iter >= ctx.max_iter:
         log_main(ctx, f"already trained {ctx.start_iter} of {ctx.max_iter} iterations; nothing to do")
         return TrainResult(output_dir, checkpointer.latest() or latest, ctx.start_iter, {})
@@ -159,11 +223,66 @@ def _train(cfg, info, device, resume, build_model, build_loader, evaluate_fn, ex
         loader = (build_loader or _default_loader)(
             cfg, batch_size=batch_size, rank=info.rank, world_size=info.world_size, start_iter=ctx.start_iter
         )
-    if evaluate_fn is None:
+    if cfg.train.eval_period == "never":
+        evaluate_fn = None
+    elif evaluate_fn is None:
         evaluate_fn = _default_evaluate_fn(cfg)
     hooks = default_hooks(ctx, checkpointer, evaluate_fn) + list(extra_hooks)
     run_training(ctx, _wrap_model(ctx), loader, hooks)
     return TrainResult(output_dir, output_dir / "model_final.pth", ctx.iteration, dict(ctx.step_metrics))
+
+
+def _prepare_folder(cfg: ExperimentConfig, info: du.DistInfo, *, resume: bool, overwrite: bool) -> list[str]:
+    """Refuse/clear an earlier run, or check the resumed config; rank 0 decides, all ranks agree.
+
+    Returns:
+        Notes for the log (files deleted by `overwrite`, allowed config changes on resume).
+    """
+    outcome: tuple[str, str, list[str]] | None = None  # (error class, message, notes)
+    if info.is_main:
+        try:
+            outcome = ("", "", _prepare_folder_main(cfg, resume=resume, overwrite=overwrite))
+        except StreamvisError as err:
+            outcome = (type(err).__name__, str(err), [])
+    outcome = du.broadcast_object(outcome)
+    error_name, message, notes = outcome
+    if error_name:
+        from streamvis.engine import run_folder
+
+        raise getattr(run_folder, error_name, RunExistsError)(message)
+    return notes
+
+
+def _prepare_folder_main(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) -> list[str]:
+    output_dir = Path(cfg.output_dir)
+    deleted = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    notes = [f"--overwrite: deleted the earlier run's {len(deleted)} files in {output_dir}"] * bool(deleted)
+    if not resume:
+        return notes
+    Checkpointer(output_dir).remove_temporary_files()  # left by a process killed while writing
+    saved = output_dir / CONFIG_FILE
+    if saved.is_file():
+        changes = check_resume_config(read_yaml(saved), to_dict(cfg), config_file=saved)
+        notes += [f"--resume: {change} (allowed: it does not change the weights computed)"
+                  for change in changes]
+    return notes
+
+
+def _latest_complete(ctx: TrainContext, checkpointer: Checkpointer) -> Path | None:
+    """`Checkpointer.latest_complete`, its warning about a torn checkpoint printed as a log line."""
+    import warnings
+
+    from streamvis.engine.checkpoint import CheckpointIntegrityWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CheckpointIntegrityWarning)
+        latest = checkpointer.latest_complete()
+    for warning in caught:
+        if issubclass(warning.category, CheckpointIntegrityWarning):
+            log_main(ctx, f"warning: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return latest
 
 
 def _setup(cfg: ExperimentConfig, info: du.DistInfo, device: torch.device, build_model) -> TrainContext:
@@ -199,6 +318,7 @@ def _resume_from(ctx: TrainContext, path: Path) -> None:
     if state.get("scaler") and ctx.scaler.is_enabled():
         ctx.scaler.load_state_dict(state["scaler"])
     ctx.start_iter = ctx.iteration = int(state["iteration"])
+    ctx.resumed_hook_states = dict(state.get("hooks") or {})
     rng = state.get("rng") or []
     if len(rng) == ctx.dist.world_size:
         restore_rng_state(rng[ctx.dist.rank])
@@ -243,25 +363,101 @@ def default_hooks(
 def run_training(ctx: TrainContext, model: nn.Module, loader: Iterator, hooks: Sequence[HookBase]) -> None:
     """The loop: before_train; per iteration before_step, `train_step`, after_step; after_train.
 
-    `after_train` (final checkpoint, final evaluation) runs only when all iterations succeeded;
-    on an error or an interruption the last periodic checkpoint is where ``--resume`` continues.
+    `after_train` (final checkpoint, final evaluation) runs only when all iterations succeeded.
+    SIGINT/SIGTERM (on every rank, or on one: the ranks agree each iteration) ends the loop after
+    the current iteration with a checkpoint of it (`TrainingInterrupted`); on an error the last
+    periodic checkpoint is where ``--resume`` continues.
     """
+    ctx.hooks = list(hooks)
+    for hook in hooks:
+        state = ctx.resumed_hook_states.get(type(hook).__name__)
+        if state is not None:
+            hook.load_state_dict(state)
+    stop = StopRequest()
     try:
-        for hook in hooks:
-            hook.before_train(ctx)
-        while ctx.iteration < ctx.max_iter:
+        with stop.installed():
             for hook in hooks:
-                hook.before_step(ctx)
-            ctx.step_metrics = train_step(ctx, model, loader)
-            ctx.iteration += 1
+                hook.before_train(ctx)
+            while ctx.iteration < ctx.max_iter:
+                for hook in hooks:
+                    hook.before_step(ctx)
+                ctx.step_metrics = train_step(ctx, model, loader)
+                ctx.iteration += 1
+                for hook in hooks:
+                    hook.after_step(ctx)
+                if stop.agreed():
+                    _stop_with_checkpoint(ctx, hooks, stop.signal_number)
             for hook in hooks:
-                hook.after_step(ctx)
-        for hook in hooks:
-            hook.after_train(ctx)
+                hook.after_train(ctx)
     finally:
         for hook in hooks:
             if isinstance(hook, ProgressBar):
                 hook.close()  # so that an error message is not glued to the bar
+
+
+class StopRequest:
+    """Turns the first SIGINT/SIGTERM into a request to stop after the current iteration.
+
+    A second signal raises KeyboardInterrupt at once (the user insists). Handlers are installed
+    only in the main thread (Python delivers signals there) and restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal_number: int = 0
+        self._previous: dict[int, object] = {}
+
+    def installed(self):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def scope():
+            if threading.current_thread() is threading.main_thread():
+                for signum in self.SIGNALS:
+                    self._previous[signum] = signal.signal(signum, self._handle)
+            try:
+                yield self
+            finally:
+                for signum, handler in self._previous.items():
+                    signal.signal(signum, handler)
+                self._previous.clear()
+
+        return scope()
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_number:
+            raise KeyboardInterrupt
+        self.signal_number = signum
+        import sys
+
+        print(f"\n[streamvis train] {signal.Signals(signum).name} received: finishing this iteration and "
+              "saving a checkpoint (send it again to quit without saving)", file=sys.stderr, flush=True)
+
+    def agreed(self) -> bool:
+        """True on every rank when any rank received a signal (one tiny all_reduce when distributed)."""
+        if not du.is_dist():
+            return bool(self.signal_number)
+        flag = torch.tensor([float(self.signal_number)])
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self.signal_number = int(flag.item())
+        return bool(self.signal_number)
+
+
+def _stop_with_checkpoint(ctx: TrainContext, hooks: Sequence[HookBase], signal_number: int) -> None:
+    """Save a checkpoint of the completed iteration `ctx.iteration`, then raise `TrainingInterrupted`."""
+    saver = next((h for h in hooks if isinstance(h, CheckpointHook)), None)
+    path = None
+    if saver is not None:
+        path = saver.checkpointer.output_dir / periodic_name(ctx.iteration)
+        if saver.last_saved_iteration != ctx.iteration:
+            saver.save_now(ctx, periodic_name(ctx.iteration))
+    command = resume_command(ctx.output_dir, world_size=ctx.dist.world_size)
+    name = signal.Signals(signal_number).name
+    saved = f"saved {path} (iteration {ctx.iteration} of {ctx.max_iter})" if path else "no checkpoint hook"
+    raise TrainingInterrupted(f"{name}: stopped after iteration {ctx.iteration}; {saved}. Resume exactly "
+                              f"where it stopped with: {command}",
+                              signal_number=signal_number, checkpoint=path, command=command)
 
 
 def train_step(ctx: TrainContext, model: nn.Module, loader: Iterator) -> dict[str, float]:
