@@ -27,7 +27,8 @@ def _run_script(script, args, tmp_path):
 def test_bench_onnx_tiny_run(capsys, tmp_path):
     require_onnxruntime()
     args = ["--variants", "fast,ort_int8", "--frames", "1", "--warmup", "0", "--threads", "1",
-            "--calibration-frames", "1", "--valid-videos", "1", "--valid-frames", "2", "--workdir", str(tmp_path)]
+            "--calibration-frames", "1", "--valid-videos", "1", "--valid-frames", "2",
+            "--workdir", str(tmp_path)]
     out = _run_script(SCRIPT, args, tmp_path)
     table = [line.split() for line in out.splitlines() if re.match(r"^(fast|ort_int8) ", line)]
     rows = {cells[0]: cells[1:] for cells in table}
