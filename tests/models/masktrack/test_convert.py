@@ -11,7 +11,7 @@ from streamvis.models.masktrack.config import MaskTrackConfig
 from streamvis.models.masktrack.convert import check_official_state, official_state_dict, track_head_state
 from streamvis.models.masktrack.track_head import TrackHead
 
-CONFIG = from_dict(MaskTrackConfig, {"num_classes": 3, "class_names": ["a", "b"],
+CONFIG = from_dict(MaskTrackConfig, {"num_classes": 2, "class_names": ["a", "b"],
                                      "roi": {"fc_out_channels": 16}, "track": {"fc_out_channels": 8},
                                      "backbone": {"fpn_channels": 4}})
 
@@ -48,7 +48,7 @@ def test_mmcv_checkpoint_is_unwrapped_checked_and_loaded():
     (lambda s: [s.pop(k) for k in list(s) if k.startswith("track_head")],
      "without a tracking head", "track_head.fcs.0.weight"),
     (lambda s: s.update({"bbox_head.fc_cls.weight": torch.zeros(41, 16)}),
-     "num_classes incl. background", "bbox_head.fc_cls.weight"),
+     "background included", "bbox_head.fc_cls.weight"),
     (lambda s: s.update({"roi_extractor.x": torch.zeros(1)}), "unexpected key", "roi_extractor.x"),
     (lambda s: s.update({"track_head.fcs.2.weight": torch.zeros(8, 8)}),
      "more than", "track_head.fcs.2.weight"),
