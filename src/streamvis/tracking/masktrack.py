@@ -26,12 +26,13 @@ argmax: ties go to the smallest label).
 `MaskTrackTracker` adapts it to the tracker protocol (``update(instances, frame_index)`` /
 ``finalize()``, `streamvis.tracking.base.Track`).
 
-Wiring (pending the tracker protocol of ``tracking/base.py``): build it as
-``MaskTrackTracker(MaskTrackOptions.from_kwargs(**options))`` under the name ``"masktrack"``. The
-model must give, per frame and in the detector's output order (class-major for <= 10 detections,
-facts.md s.7.6): boxes in original-image pixels, 0-based classes, scores, masks pasted to the
-original size, and ``embeddings`` = ``TrackHead.embed`` of the 7x7 RoI features of the detection
-boxes scaled back to network-input pixels (``boxes * scale_factor``, official commit 4e92e86).
+Registered as ``"masktrack"`` in `streamvis.tracking.TRACKERS` (``--tracker masktrack``, the default of
+the ``masktrack`` method; options ``--tracker-set KEY=VALUE``). The model
+(`streamvis.models.masktrack.model.MaskTrackRCNN.predict`) gives, per frame and in the detector's
+output order (class-major for <= 10 detections, facts.md s.7.6): boxes in original-image pixels,
+0-based classes, scores, masks pasted to the original size, and ``embeddings`` = ``TrackHead.embed``
+of the 7x7 RoI features of the detection boxes scaled back to network-input pixels
+(``boxes * scale_factor``, official commit 4e92e86).
 """
 
 from __future__ import annotations
