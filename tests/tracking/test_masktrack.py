@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from tests.conftest import require_shared
 
 from streamvis.errors import ConfigError
-from streamvis.ops.boxes import box_iou
 from streamvis.models.masktrack.rule_weights import fill_with_rule
 from streamvis.models.masktrack.track_head import TrackHead
+from streamvis.ops.boxes import box_iou
 from streamvis.structures import Instances
 from streamvis.tracking.masktrack import (
     MaskTrackAssociation,

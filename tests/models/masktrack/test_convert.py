@@ -126,8 +126,9 @@ def test_cli_convert_official_then_load(official_checkpoint, tmp_path, capsys):
     assert torch.equal(state["track_head.fcs.1.weight"],
                        torch.from_numpy(rule_array("track_head.fcs.1.weight", (8, 8))))
     assert torch.equal(state["roi_head.bbox_head.fc_cls.weight"], official["bbox_head.fc_cls.weight"])
-    assert torch.equal(state["roi_head.mask_head.conv_logits.weight"], official["mask_head.conv_logits.weight"])
-    assert torch.equal(state["neck.lateral_convs.0.conv.weight"], official["neck.lateral_convs.0.conv.weight"])
+    for ours, theirs in (("roi_head.mask_head.conv_logits.weight", "mask_head.conv_logits.weight"),
+                         ("neck.lateral_convs.0.conv.weight", "neck.lateral_convs.0.conv.weight")):
+        assert torch.equal(state[ours], official[theirs])
     assert not any(k.startswith(("bbox_head.", "mask_head.")) for k in state)
     model = load_model(out)
     assert model.roi_head.bbox_head.fc_cls.weight.shape == (4, 32)  # background first + 3 classes

@@ -148,7 +148,8 @@ def golden_replay(model):
             rois = np.concatenate([np.zeros((len(boxes), 1), np.float32), boxes[:, :4] * 0.5], axis=1)
             feats = g[f"{key}_roi_feats"] if len(boxes) else np.zeros((0, 256, 7, 7), np.float32)
             track_lookup = LookupExtractor({id(marker): (rois, feats)})
-            mask_lookup = LookupExtractor({id(marker): (rois, np.zeros((len(boxes), 256, 14, 14), np.float32))})
+            mask_feats = np.zeros((len(boxes), 256, 14, 14), np.float32)
+            mask_lookup = LookupExtractor({id(marker): (rois, mask_feats)})
             model.roi_head.bbox_roi_extractor, model.roi_head.mask_roi_extractor = track_lookup, mask_lookup
             mask_head.logits = g[f"{key}_mask_logits"] if len(boxes) else np.zeros((0, 28, 28), np.float32)
             mask_head.labels = labels

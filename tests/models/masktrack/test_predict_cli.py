@@ -81,4 +81,5 @@ def test_predict_tracker_options_are_checked(tmp_path, weights, capsys):
     assert not (tmp_path / "bad" / "results.json").exists()
     assert main([*base, "--out", str(tmp_path / "fixed"), "--tracker-set", "losers_start_tracks=true"]) == 0
     assert json.loads((tmp_path / "fixed" / "results.json").read_text())
-    assert main([*base, "--out", str(tmp_path / "ours"), "--tracker", "default"]) == 0  # embeddings fit it too
+    # the embeddings fit the other trackers too
+    assert main([*base, "--out", str(tmp_path / "ours"), "--tracker", "default"]) == 0

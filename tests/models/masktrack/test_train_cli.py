@@ -20,7 +20,8 @@ def tiny_synth(tmp_path_factory):
     from streamvis.data.synthetic import SynthConfig, write_dataset
 
     out = tmp_path_factory.mktemp("synth") / "train"
-    write_dataset(SynthConfig(num_videos=2, seed=0, size=(64, 96), frames=(3, 3), num_classes=8), out, workers=1)
+    config = SynthConfig(num_videos=2, seed=0, size=(64, 96), frames=(3, 3), num_classes=8)
+    write_dataset(config, out, workers=1)
     return out
 
 

@@ -162,8 +162,9 @@ class MaskTrackConfig:
         if self.class_names is not None and len(self.class_names) == 0:
             object.__setattr__(self, "class_names", None)
         if self.class_names is not None and len(self.class_names) != self.num_classes:
+            off_by_one = len(self.class_names) == self.num_classes - 1
             hint = (" (model.num_classes counts the foreground classes only: the official 41 is 40 "
-                    "classes + background, write 40)" if len(self.class_names) == self.num_classes - 1 else "")
+                    "classes + background, write 40)" if off_by_one else "")
             raise ConfigError(f"config 'model.class_names' lists {len(self.class_names)} classes but "
                               f"'model.num_classes' is {self.num_classes}; give {self.num_classes} names or "
                               f"none (null){hint}")

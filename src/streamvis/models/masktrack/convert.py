@@ -158,7 +158,8 @@ def infer_config(state: dict[str, torch.Tensor], path=None, **overrides) -> Mask
     depths = [d for d, (kind, blocks) in RESNET_SPECS.items()
               if blocks[2] == layer3 and (kind == "bottleneck") == bottleneck]
     if not depths:
-        raise DataFormatError(f"unsupported backbone: {layer3} layer3 blocks", path=path, field="backbone.layer3")
+        raise DataFormatError(f"unsupported backbone: {layer3} layer3 blocks", path=path,
+                              field="backbone.layer3")
     classes = int(state["bbox_head.fc_cls.weight"].shape[0]) - 1  # official: background first
     mask_convs = _count(state, "mask_head.convs.")
     values = dict(
@@ -182,7 +183,8 @@ def infer_config(state: dict[str, torch.Tensor], path=None, **overrides) -> Mask
                               field="bbox_head.fc_cls.weight") from None
 
 
-def convert_official(checkpoint, path=None, **config_overrides) -> tuple[dict[str, torch.Tensor], MaskTrackConfig]:
+def convert_official(checkpoint, path=None, **config_overrides
+                     ) -> tuple[dict[str, torch.Tensor], MaskTrackConfig]:
     """Official MaskTrack R-CNN checkpoint (loaded object) -> (the model's state dict, its config).
 
     Args:

@@ -212,7 +212,8 @@ class MaskTrackRCNN(nn.Module):
         axes, otherwise each axis gets its own ratio.
         """
         (h, w), (big_h, big_w) = input_hw, output_hw
-        sf = min(self.config.test_max_size / max(big_h, big_w), self.config.test_short_side / min(big_h, big_w))
+        sf = min(self.config.test_max_size / max(big_h, big_w),
+                 self.config.test_short_side / min(big_h, big_w))
         if (int(big_h * sf + 0.5), int(big_w * sf + 0.5)) == (h, w):
             return torch.tensor([sf, sf, sf, sf], dtype=torch.float32)
         return torch.tensor([w / big_w, h / big_h, w / big_w, h / big_h], dtype=torch.float32)
@@ -235,7 +236,8 @@ class MaskTrackRCNN(nn.Module):
         masks = self.roi_head.predict_masks(features, detections, output_sizes, scale_factors)
         input_boxes = [d.boxes * sf.to(d.boxes) for d, sf in zip(detections, scale_factors)]
         embeddings = self.track_embeddings(features, input_boxes)
-        return [Instances(tuple(size), boxes=d.boxes.float(), scores=d.scores.float(), classes=d.labels.long(),
+        return [Instances(tuple(size), boxes=d.boxes.float(), scores=d.scores.float(),
+                          classes=d.labels.long(),
                           masks=m.masks, embeddings=e)
                 for d, m, e, size in zip(detections, masks, embeddings, output_sizes)]
 
@@ -254,7 +256,8 @@ def build_masktrack(config: MaskTrackConfig) -> MaskTrackRCNN:
     """
     legacy, channels = config.legacy_conventions, config.backbone.fpn_channels
     offset = 1.0 if legacy else 0.0
-    base = TwoStageConfig.mmdet_v05(config.num_classes) if legacy else TwoStageConfig(num_classes=config.num_classes)
+    base = (TwoStageConfig.mmdet_v05(config.num_classes) if legacy
+            else TwoStageConfig(num_classes=config.num_classes))
     rpn, roi = config.rpn, config.roi
     proposal = dataclasses.replace(
         base.proposal, pre_nms_topk=rpn.pre_nms_topk_per_level, nms_iou_threshold=rpn.nms_threshold,
@@ -274,7 +277,8 @@ def build_masktrack(config: MaskTrackConfig) -> MaskTrackRCNN:
                                     pos_fraction=roi.positive_fraction,
                                     add_gt_as_proposals=roi.add_gt_as_proposals))
     box_test = dataclasses.replace(base.box_test, score_threshold=roi.score_threshold,
-                                   nms_iou_threshold=roi.nms_threshold, max_per_image=roi.detections_per_image)
+                                   nms_iou_threshold=roi.nms_threshold,
+                                   max_per_image=roi.detections_per_image)
     backbone = MMDetResNet(depth=config.backbone.depth, style=config.backbone.style,
                            frozen_stages=config.backbone.frozen_stages, norm_eval=config.backbone.norm_eval)
     neck = MMDetFPN(in_channels=backbone.out_channels, out_channels=channels,
@@ -293,9 +297,11 @@ def build_masktrack(config: MaskTrackConfig) -> MaskTrackRCNN:
     bbox_head = Shared2FCBBoxHead(num_classes=config.num_classes, in_channels=channels,
                                   roi_size=roi.roi_feat_size, fc_channels=roi.fc_out_channels,
                                   background_first=legacy,
-                                  box_coder=DeltaXYWHBoxCoder(stds=tuple(roi.box_delta_stds), pixel_offset=offset))
+                                  box_coder=DeltaXYWHBoxCoder(stds=tuple(roi.box_delta_stds),
+                                                              pixel_offset=offset))
     mask_head = FCNMaskHead(num_classes=config.num_classes, in_channels=channels,
-                            conv_channels=roi.mask_channels, num_convs=roi.mask_convs, background_first=legacy)
+                            conv_channels=roi.mask_channels, num_convs=roi.mask_convs,
+                            background_first=legacy)
     roi_head = RoIHeads(bbox_head=bbox_head, mask_head=mask_head,
                         bbox_roi_extractor=extractors[roi.roi_feat_size],
                         mask_roi_extractor=extractors[roi.mask_roi_feat_size], train_config=rcnn_train,

@@ -107,7 +107,8 @@ def track_loss(track_head: nn.Module, roi_feats: Tensor, rois_per_image: Sequenc
         roi_feats: (sum n_i, C, 7, 7) features of the sampled RoIs (the box head's ``bbox_feats``),
             image after image, each image's positives first.
         rois_per_image: n_i, the sampled RoIs per image.
-        ref_roi_feats: (sum r_i, C, 7, 7) features of the reference frames' GT boxes (``ops.boxes.boxes_to_rois`` of the reference GT boxes).
+        ref_roi_feats: (sum r_i, C, 7, 7) features of the reference frames' GT boxes (pooled at
+            ``ops.boxes.boxes_to_rois`` of the reference GT boxes).
         refs_per_image: r_i, the reference GT boxes per image.
         pos_assigned_gt_inds: per image, (P_i,) GT index of each positive RoI.
         gt_pids: per image, (G_i,) pids of the key frame's GT (`reference_pids`).
