@@ -105,7 +105,9 @@ class MaskTrackRCNN(nn.Module):
         """GT boxes of a frame batch in the model's pixel convention.
 
         The data pipeline gives continuous xyxy boxes ``[x, y, x + w, y + h]``; mmdet v0.5 uses
-        ``[x, y, x + w - 1, y + h - 1]`` (official ``YTVOSDataset._parse_ann_info``).
+        ``[x, y, x + w - 1, y + h - 1]`` (official ``YTVOSDataset._parse_ann_info``). The -1 is
+        applied here, after the resize (official: before it, so x2 differs by ``1 - scale`` pixels
+        when frames are resized; equal at scale 1, as on the synthetic data).
         """
         boxes = [inst.gt_boxes.float() for inst in frames.instances]
         if not self.legacy:
