@@ -41,7 +41,14 @@ def _pair_batch() -> PairBatch:
 
 
 # a small config of every method in the table: a new method must add one (test below)
-SMOKE_CONFIGS = {"crossvis": preset(SMALL).replace(num_classes=4, num_identities=10)}
+SMOKE_CONFIGS = {
+    "crossvis": preset(SMALL).replace(num_classes=4, num_identities=10),
+    "masktrack": model_config_from_dict({
+        "method": "masktrack", "num_classes": 4, "class_names": None,
+        "backbone": {"depth": 18, "frozen_stages": -1, "norm_eval": False, "fpn_channels": 16},
+        "roi": {"fc_out_channels": 32, "mask_channels": 16, "rois_per_image": 16},
+        "track": {"fc_out_channels": 8}}),
+}
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ from tests.conftest import require_shared
 from streamvis.errors import ConfigError
 from streamvis.models.masktrack.rule_weights import fill_with_rule
 from streamvis.models.masktrack.track_head import TrackHead
+from streamvis.ops.boxes import box_iou
 from streamvis.structures import Instances
 from streamvis.tracking.masktrack import (
     MaskTrackAssociation,
     MaskTrackOptions,
     MaskTrackTracker,
-    box_iou_legacy,
     majority_label,
 )
 
@@ -273,8 +273,8 @@ def test_comp_scores_formula_by_hand():
 def test_legacy_iou_plus_one():
     a = torch.tensor([[0.0, 0.0, 9.0, 9.0]])
     b = torch.tensor([[5.0, 0.0, 14.0, 9.0], [10.0, 0.0, 19.0, 9.0]])
-    assert torch.allclose(box_iou_legacy(a, b), torch.tensor([[50.0 / 150.0, 0.0]]))
-    assert torch.allclose(box_iou_legacy(a, b, plus_one=False), torch.tensor([[36.0 / 126.0, 0.0]]))
+    assert torch.allclose(box_iou(a, b, pixel_offset=1.0, eps=None), torch.tensor([[50.0 / 150.0, 0.0]]))
+    assert torch.allclose(box_iou(a, b, pixel_offset=0.0, eps=None), torch.tensor([[36.0 / 126.0, 0.0]]))
 
 
 def test_majority_label_ties_go_to_the_smallest():
@@ -340,3 +340,17 @@ def test_resolution_equals_the_literal_official_loop(seed):
     fixed = MaskTrackAssociation(MaskTrackOptions(losers_start_tracks=True))._resolve(comp)
     assert (fixed.track_ids >= 0).all()  # nobody is dropped
     assert fixed.new_tracks == list(range(m, m + len(fixed.new_tracks)))  # consecutive, in order
+
+
+def test_registered_with_frozen_options_and_checked_command_line_options():
+    from streamvis.tracking import build_tracker, parse_tracker_options
+
+    tracker = build_tracker("masktrack", {"update_label": True})
+    assert isinstance(tracker, MaskTrackTracker) and tracker.options.update_label
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tracker.options.update_label = False  # type: ignore[misc]
+    options = parse_tracker_options("masktrack", ["losers_start_tracks=true", "match_coeff=[1, 2, 5]"])
+    assert options == MaskTrackOptions(losers_start_tracks=True, match_coeff=(1.0, 2.0, 5.0))
+    with pytest.raises(ConfigError, match="tracker 'masktrack' options: match_coeff") as err:
+        parse_tracker_options("masktrack", ["max_age=3"])
+    assert "max_age" in str(err.value)

@@ -55,6 +55,9 @@ from streamvis.models.crossvis.config import PRESETS as CROSSVIS_PRESETS
 from streamvis.models.crossvis.config import CrossVISConfig
 from streamvis.models.crossvis.convert import convert_official as convert_official_crossvis
 from streamvis.models.crossvis.model import build_crossvis
+from streamvis.models.masktrack.config import MaskTrackConfig
+from streamvis.models.masktrack.convert import convert_official as convert_official_masktrack
+from streamvis.models.masktrack.model import build_masktrack
 
 DEFAULT_METHOD = "crossvis"  # what a config or weights file without ``model.method`` means
 # the fields every method config has (see the module docstring)
@@ -104,6 +107,12 @@ METHODS: dict[str, MethodSpec] = {
         presets=CROSSVIS_PRESETS,
         training_only_prefixes=("criterion.",),  # the identity proxies of the re-ID loss
         fill_from_data=_fill_crossvis_from_data,
+    ),
+    "masktrack": MethodSpec(
+        config_class=MaskTrackConfig,
+        build_model=build_masktrack,
+        default_tracker="masktrack",  # the official association (tracking/masktrack.py)
+        convert_official=convert_official_masktrack,
     ),
 }
 

@@ -26,12 +26,13 @@ argmax: ties go to the smallest label).
 `MaskTrackTracker` adapts it to the tracker protocol (``update(instances, frame_index)`` /
 ``finalize()``, `streamvis.tracking.base.Track`).
 
-Wiring (pending the tracker protocol of ``tracking/base.py``): build it as
-``MaskTrackTracker(MaskTrackOptions.from_kwargs(**options))`` under the name ``"masktrack"``. The
-model must give, per frame and in the detector's output order (class-major for <= 10 detections,
-facts.md s.7.6): boxes in original-image pixels, 0-based classes, scores, masks pasted to the
-original size, and ``embeddings`` = ``TrackHead.embed`` of the 7x7 RoI features of the detection
-boxes scaled back to network-input pixels (``boxes * scale_factor``, official commit 4e92e86).
+Registered as ``"masktrack"`` in `streamvis.tracking.TRACKERS` (``--tracker masktrack``, the default of
+the ``masktrack`` method; options ``--tracker-set KEY=VALUE``). The model
+(`streamvis.models.masktrack.model.MaskTrackRCNN.predict`) gives, per frame and in the detector's
+output order (class-major for <= 10 detections, facts.md s.7.6): boxes in original-image pixels,
+0-based classes, scores, masks pasted to the original size, and ``embeddings`` = ``TrackHead.embed``
+of the 7x7 RoI features of the detection boxes scaled back to network-input pixels
+(``boxes * scale_factor``, official commit 4e92e86).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import torch
 from torch import Tensor
 
 from streamvis.errors import ConfigError
+from streamvis.ops.boxes import box_iou
 from streamvis.structures import Instances
 from streamvis.tracking.base import Track, encode_frame_masks, track_to_result, unpack_instances
 
@@ -87,20 +89,6 @@ class MaskTrackOptions:
             raise ConfigError(f"tracker 'masktrack' has no option {', '.join(unknown)}; its options: "
                               f"{', '.join(names)}")
         return cls(**kwargs)
-
-
-def box_iou_legacy(boxes: Tensor, other: Tensor, *, plus_one: bool = True) -> Tensor:
-    """(N, M) IoU of xyxy boxes, with the +1 pixel convention of mmdet v0.5 ``bbox_overlaps``.
-
-    Kept here until the two-stage core's ``ops/boxes.py`` offers the legacy convention.
-    """
-    offset = 1.0 if plus_one else 0.0
-    top_left = torch.max(boxes[:, None, :2], other[None, :, :2])  # (N, M, 2)
-    bottom_right = torch.min(boxes[:, None, 2:], other[None, :, 2:])
-    overlap = (bottom_right - top_left + offset).clamp(min=0).prod(dim=2)  # (N, M)
-    area = (boxes[:, 2] - boxes[:, 0] + offset) * (boxes[:, 3] - boxes[:, 1] + offset)
-    area_other = (other[:, 2] - other[:, 0] + offset) * (other[:, 3] - other[:, 1] + offset)
-    return overlap / (area[:, None] + area_other[None, :] - overlap)
 
 
 @dataclass
@@ -201,7 +189,8 @@ class MaskTrackAssociation:
                                    outputs=[(i, i) for i in range(n)], new_tracks=list(range(n)))
         match = torch.cat([embeddings.new_zeros((n, 1)), embeddings @ self.embeddings.t()], dim=1)
         same_label = (self.labels[None, :] == labels[:, None]).float()  # (n, M)
-        ious = box_iou_legacy(boxes, self.boxes, plus_one=self.options.box_plus_one)
+        # official mmdet v0.5 bbox_overlaps: +1 widths, no clamp of the union
+        ious = box_iou(boxes, self.boxes, pixel_offset=1.0 if self.options.box_plus_one else 0.0, eps=None)
         comp = self.comp_scores(match, scores, ious, same_label)
         step = self._resolve(comp)
         step.match_scores, step.comp_scores = match, comp

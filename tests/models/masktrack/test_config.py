@@ -1,4 +1,4 @@
-"""MaskTrack R-CNN configuration: official defaults, YAML files, bad input."""
+"""MaskTrack R-CNN configuration: official defaults, YAML files through the experiment loader, bad input."""
 
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ import dataclasses
 import pytest
 from tests.conftest import REPO
 
-from streamvis.config import from_dict, read_yaml
-from streamvis.data.loader import DataConfig
+from streamvis.config import from_dict, load_config
 from streamvis.errors import ConfigError
+from streamvis.models.build import REQUIRED_CONFIG_FIELDS, check_method_config
 from streamvis.models.masktrack.config import (
     YTVIS19_CLASS_NAMES,
     MaskTrackConfig,
     MaskTrackSchedule,
-    read_masktrack_yaml,
+    official_solver_values,
 )
 
 
 def test_official_defaults():
     config = MaskTrackConfig()
-    assert config.num_classes == 41 and config.num_foreground_classes == 40
+    assert config.num_classes == 40 and config.num_classifier_outputs == 41  # official num_classes=41
     assert YTVIS19_CLASS_NAMES[0] == "person" and YTVIS19_CLASS_NAMES[-1] == "tennis_racket"
     assert config.input.image_scale == (640, 360)
+    assert (config.test_short_side, config.test_max_size) == (360, 640)
     assert config.roi.detections_per_image == 10 and config.rpn.proposals_per_image == 200
     assert config.track.match_coeff == (1.0, 2.0, 10.0)
     schedule = MaskTrackSchedule()
@@ -30,38 +31,44 @@ def test_official_defaults():
     assert schedule.iterations(61) == (8 * 12, (8 * 8, 8 * 11))  # ceil(61 / 8) = 8 per epoch
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.num_classes = 9  # type: ignore[misc]
+    check_method_config(MaskTrackConfig)
+    assert set(REQUIRED_CONFIG_FIELDS) <= {f.name for f in dataclasses.fields(MaskTrackConfig)}
 
 
 def test_official_yaml_equals_the_defaults_in_code():
-    path = REPO / "configs" / "masktrack_r50_ytvis19.yaml"
-    model, schedule = read_masktrack_yaml(path)
-    assert model == MaskTrackConfig()
-    assert schedule == MaskTrackSchedule()
-    data = from_dict(DataConfig, read_yaml(path)["data"], prefix="data")
-    assert (data.short_sides, data.max_size, data.flip_prob) == ((360,), 640, 0.5)
-    assert data.reference_range >= 100000  # official: no temporal window
+    cfg = load_config(REPO / "configs" / "masktrack_r50_ytvis19.yaml")
+    assert cfg.model == MaskTrackConfig()
+    assert (cfg.data.short_sides, cfg.data.max_size, cfg.data.flip_prob) == ((360,), 640, 0.5)
+    assert cfg.data.reference_range >= 100000  # official: no temporal window
+    solver = official_solver_values(8000)  # the F the YAML states
+    for key, value in solver.items():
+        got = getattr(cfg.solver, key)
+        assert (list(got) if isinstance(got, tuple) else got) == pytest.approx(value), key
 
 
 def test_synthetic_yaml():
-    path = REPO / "configs" / "synthetic_masktrack_r18.yaml"
-    model, schedule = read_masktrack_yaml(path)
-    assert model.num_classes == 9 and model.class_names == ()
+    cfg = load_config(REPO / "configs" / "synthetic_masktrack_r18.yaml")
+    model = cfg.model
+    assert model.num_classes == 8 and model.class_names is None
     assert model.backbone.depth == 18 and model.track.fc_out_channels == 256
-    assert schedule.max_epochs == 1
-    from_dict(DataConfig, read_yaml(path)["data"], prefix="data")
+    assert (cfg.train.device, cfg.solver.ims_per_batch) == ("cpu", 4)
 
 
 def test_class_count_mismatch_and_unknown_keys():
     with pytest.raises(ConfigError, match="lists 40 classes but 'model.num_classes' is 9"):
         MaskTrackConfig(num_classes=9)
+    with pytest.raises(ConfigError, match="official 41 is 40 classes"):
+        from_dict(MaskTrackConfig, {"num_classes": 41}, prefix="model")
     with pytest.raises(ConfigError, match="did you mean 'model.track.match_coeff'"):
         from_dict(MaskTrackConfig, {"track": {"match_coef": [1, 2, 10]}}, prefix="model")
     with pytest.raises(ConfigError, match="must be one of"):
         from_dict(MaskTrackConfig, {"method": "crossvis"}, prefix="model")
+    with pytest.raises(ConfigError, match="category_ids' lists 2 ids"):
+        MaskTrackConfig(num_classes=3, class_names=None, category_ids=(1, 2))
 
 
-def test_unknown_top_level_key(tmp_path):
+def test_unknown_key_in_an_experiment_yaml(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("model: {num_classes: 41}\nshedule: {max_epochs: 3}\n")
-    with pytest.raises(ConfigError, match="shedule"):
-        read_masktrack_yaml(path)
+    path.write_text("model: {method: masktrack, num_classes: 40, trak: {num_fcs: 2}}\n")
+    with pytest.raises(ConfigError, match="did you mean 'model.track'"):
+        load_config(path)

@@ -13,11 +13,11 @@ from streamvis.models.masktrack.rule_weights import fill_with_rule, rule_array, 
 from streamvis.models.masktrack.targets import (
     match_loss,
     reference_pids,
-    reference_rois,
     track_loss,
     track_targets,
 )
 from streamvis.models.masktrack.track_head import TrackHead
+from streamvis.ops.boxes import boxes_to_rois
 
 GOLDEN_DIR = "reference/masktrack"
 
@@ -138,7 +138,7 @@ def test_golden_train_targets_and_loss(rule_head):
     counts = g["sampled_n"].tolist()
     rois = np.split(g["sampled_rois"], np.cumsum(counts)[:-1])
     ref_boxes = [torch.from_numpy(g[f"img{i}_ref_boxes"]) for i in range(3)]
-    assert np.array_equal(reference_rois(ref_boxes).numpy(), g["ref_rois"])
+    assert np.array_equal(boxes_to_rois(ref_boxes).numpy(), g["ref_rois"])
     feats, ids, weights = [], [], []
     for i, image_rois in enumerate(rois):
         pids = reference_pids(g[f"img{i}_gt_obj_ids"], g[f"img{i}_ref_obj_ids"])

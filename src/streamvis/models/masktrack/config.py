@@ -2,22 +2,22 @@
 
 Source: youtubevos/MaskTrackRCNN @ 10e5d7d, ``configs/masktrack_rcnn_r50_fpn_1x_youtubevos.py``
 (read in ../shared/reference/masktrack/facts.md, sections 1, 4, 5 and 7). Class index 0 is the
-background (mmdet v0.5), so the released model has ``num_classes = 41`` = 40 YouTube-VIS 2019
-classes + background; detections carry 0-based foreground labels (``index - 1``).
+background (mmdet v0.5), so the released model's ``num_classes = 41`` = 40 YouTube-VIS 2019
+classes + background; here ``num_classes`` is the foreground count (40, the method contract's)
+and detections carry 0-based foreground labels (official ``index - 1``).
 
-`MaskTrackConfig` describes the model, `MaskTrackSchedule` the official training schedule (in
-epochs of the training frames, 8 images per iteration). `read_masktrack_yaml` reads a YAML with
-``model:`` and ``schedule:`` sections (``configs/masktrack_r50_ytvis19.yaml``) with the project's
-strict config loader (unknown keys are errors that suggest the nearest name). Once the methods
-refactor lands, ``models/build.py`` maps ``model.method: masktrack`` to this config.
+`MaskTrackConfig` describes the model (``model.method: masktrack`` in an experiment YAML, e.g.
+``configs/masktrack_r50_ytvis19.yaml``; `streamvis.models.build.METHODS`), `MaskTrackSchedule` the
+official training schedule in epochs (8 images per iteration); `official_solver_values` turns it
+into the trainer's iteration-based ``solver:`` section for a given training set.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from streamvis.config import from_dict, read_yaml
 from streamvis.data.categories import YTVIS_2019_CATEGORIES
 from streamvis.errors import ConfigError
 
@@ -125,18 +125,29 @@ class MaskTrackTrackConfig:
 class MaskTrackConfig:
     """MaskTrack R-CNN model configuration (defaults: the released YouTube-VIS 2019 model).
 
+    Follows the method contract of `streamvis.models.build` (``method``, ``num_classes``,
+    ``class_names``, ``category_ids``, ``test_short_side``, ``test_max_size``).
+
     Args:
         method: the method name the builder dispatches on.
-        num_classes: classifier outputs **including background at index 0** (official 41).
-        class_names: names of the foreground classes (num_classes - 1 of them), or empty.
+        num_classes: **foreground** classes C (the method contract's count: detections carry the
+            0-based labels 0..C-1). The classifier has C + 1 outputs; with `legacy_conventions`
+            the background is output 0 (official ``num_classes=41`` = 40 classes + background).
+        class_names: names of the C classes (None: unnamed, or filled from the training json).
+        category_ids: results-json category id of each class (None: ``class + 1``, official).
+        test_short_side, test_max_size: inference resize (official ``img_scale=(640, 360)``,
+            keep ratio: ``sf = min(640 / long, 360 / short)``; `streamvis.engine.predict`).
         legacy_conventions: mmdet v0.5 conventions in the two-stage core (+1 pixel boxes, rounded
             anchors, RoIAlign with 2 samples per bin, truncating mask paste, per-level proposal
-            NMS; facts.md s.7). False: mmdet 2.x conventions.
+            NMS, background first; facts.md s.7). False: mmdet 2.x conventions.
     """
 
     method: Literal["masktrack"] = "masktrack"
-    num_classes: int = 41  # official num_classes=41: 40 YTVIS classes + background first
-    class_names: tuple[str, ...] = YTVIS19_CLASS_NAMES
+    num_classes: int = 40  # official num_classes=41 counts the background (index 0) too
+    class_names: tuple[str, ...] | None = YTVIS19_CLASS_NAMES
+    category_ids: tuple[int, ...] | None = None  # official results2json: category_id = label + 1
+    test_short_side: int = 360  # official test img_scale=(640, 360)
+    test_max_size: int = 640
     legacy_conventions: bool = True
     input: MaskTrackInputConfig = field(default_factory=MaskTrackInputConfig)
     backbone: MaskTrackBackboneConfig = field(default_factory=MaskTrackBackboneConfig)
@@ -145,18 +156,32 @@ class MaskTrackConfig:
     track: MaskTrackTrackConfig = field(default_factory=MaskTrackTrackConfig)
 
     def __post_init__(self):
-        if self.num_classes < 2:
-            raise ConfigError(f"config 'model.num_classes' counts the background too and must be >= 2, "
-                              f"got {self.num_classes}")
-        if self.class_names and len(self.class_names) != self.num_classes - 1:
+        if self.num_classes < 1:
+            raise ConfigError(f"config 'model.num_classes' (foreground classes, without the background) "
+                              f"must be >= 1, got {self.num_classes}")
+        if self.class_names is not None and len(self.class_names) == 0:
+            object.__setattr__(self, "class_names", None)
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            off_by_one = len(self.class_names) == self.num_classes - 1
+            hint = (" (model.num_classes counts the foreground classes only: the official 41 is 40 "
+                    "classes + background, write 40)" if off_by_one else "")
             raise ConfigError(f"config 'model.class_names' lists {len(self.class_names)} classes but "
-                              f"'model.num_classes' is {self.num_classes} (background at index 0 + "
-                              f"{self.num_classes - 1} classes); give {self.num_classes - 1} names or none")
+                              f"'model.num_classes' is {self.num_classes}; give {self.num_classes} names or "
+                              f"none (null){hint}")
+        if self.category_ids is not None and len(self.category_ids) != self.num_classes:
+            raise ConfigError(f"config 'model.category_ids' lists {len(self.category_ids)} ids but "
+                              f"'model.num_classes' is {self.num_classes}")
+        if min(self.test_short_side, self.test_max_size) < 1:
+            raise ConfigError("config 'model.test_short_side' and 'model.test_max_size' must be >= 1")
 
     @property
-    def num_foreground_classes(self) -> int:
-        """Classes without the background (the 0-based labels of detections run over these)."""
-        return self.num_classes - 1
+    def num_classifier_outputs(self) -> int:
+        """Softmax outputs of the box head: the classes + background (official 41)."""
+        return self.num_classes + 1
+
+    def replace(self, **changes) -> MaskTrackConfig:
+        """A copy with `changes` applied (the config is frozen)."""
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -191,15 +216,17 @@ class MaskTrackSchedule:
         return per_epoch * self.max_epochs, tuple(per_epoch * e for e in self.step_epochs)
 
 
-def read_masktrack_yaml(path) -> tuple[MaskTrackConfig, MaskTrackSchedule]:
-    """The ``model:`` and ``schedule:`` sections of a MaskTrack YAML as typed configs.
+def official_solver_values(num_training_frames: int, schedule: MaskTrackSchedule | None = None) -> dict:
+    """``solver:`` values (`streamvis.config.SolverConfig`) of the official schedule for a training
+    set of `num_training_frames` frames with >= 1 GT box (12 epochs of 8 frames, steps at 8 and 11).
 
-    Raises:
-        ConfigError: an unknown key (with the nearest valid name) or a bad value.
+    mmcv v0.2.8 linear warm-up ``lr * (1 - (1 - it / 500) * (1 - 1/3))`` is the trainer's
+    ``warmup_factor`` 1/3 ramp; weight decay applies to every parameter (norm layers too).
     """
-    data = read_yaml(path)
-    unknown = sorted(set(data) - {"model", "schedule", "data", "solver", "train", "seed", "output_dir"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(unknown)}")
-    return (from_dict(MaskTrackConfig, data.get("model"), prefix="model"),
-            from_dict(MaskTrackSchedule, data.get("schedule"), prefix="schedule"))
+    schedule = schedule or MaskTrackSchedule()
+    max_iter, steps = schedule.iterations(num_training_frames)
+    return {"base_lr": schedule.base_lr, "momentum": schedule.momentum, "weight_decay": schedule.weight_decay,
+            "weight_decay_norm": schedule.weight_decay, "steps": list(steps), "gamma": schedule.gamma,
+            "warmup_iters": schedule.warmup_iters, "warmup_factor": schedule.warmup_ratio,
+            "max_iter": max_iter, "ims_per_batch": schedule.images_per_batch,
+            "clip_grad_norm": schedule.clip_grad_norm}

@@ -42,20 +42,6 @@ def reference_pids(gt_obj_ids: Sequence[int] | Tensor, ref_obj_ids: Sequence[int
     return torch.tensor([position.get(int(v), 0) for v in gt_obj_ids], dtype=torch.int64)
 
 
-def reference_rois(ref_boxes: Sequence[Tensor]) -> Tensor:
-    """RoIs of the reference GT boxes of a batch, for the 7x7 RoI extractor.
-
-    Args:
-        ref_boxes: per image, (R_i, 4) x1, y1, x2, y2 boxes in network-input pixels.
-
-    Returns:
-        (sum R_i, 5) rows ``[image index, x1, y1, x2, y2]`` (official ``bbox2roi``).
-    """
-    rows = [torch.cat([boxes.new_full((boxes.shape[0], 1), float(i)), boxes[:, :4]], dim=1)
-            for i, boxes in enumerate(ref_boxes)]
-    return torch.cat(rows) if rows else torch.zeros((0, 5))
-
-
 def track_targets(pos_assigned_gt_inds: Tensor, num_negatives: int, gt_pids: Tensor) -> tuple[Tensor, Tensor]:
     """Match targets and weights of one image's sampled RoIs (positives first, then negatives).
 
@@ -121,7 +107,8 @@ def track_loss(track_head: nn.Module, roi_feats: Tensor, rois_per_image: Sequenc
         roi_feats: (sum n_i, C, 7, 7) features of the sampled RoIs (the box head's ``bbox_feats``),
             image after image, each image's positives first.
         rois_per_image: n_i, the sampled RoIs per image.
-        ref_roi_feats: (sum r_i, C, 7, 7) features of the reference frames' GT boxes (`reference_rois`).
+        ref_roi_feats: (sum r_i, C, 7, 7) features of the reference frames' GT boxes (pooled at
+            ``ops.boxes.boxes_to_rois`` of the reference GT boxes).
         refs_per_image: r_i, the reference GT boxes per image.
         pos_assigned_gt_inds: per image, (P_i,) GT index of each positive RoI.
         gt_pids: per image, (G_i,) pids of the key frame's GT (`reference_pids`).
