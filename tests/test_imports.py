@@ -21,7 +21,7 @@ import sys
 def heavy(*names):
     return [name for name in names if name in sys.modules]
 
-import streamvis.data.masks, streamvis.data.ytvis, streamvis.data.categories
+import streamvis.data.masks, streamvis.data.ytvis, streamvis.categories
 assert not heavy("torch"), ("data.masks/ytvis/categories", heavy("torch"))
 import streamvis.viz
 assert not heavy("matplotlib", "torch"), ("viz", heavy("matplotlib", "torch"))

@@ -1,6 +1,6 @@
 import pytest
 
-from streamvis.data.categories import (
+from streamvis.categories import (
     CATEGORY_SETS,
     OVIS_CATEGORIES,
     YTVIS_2019_CATEGORIES,

@@ -1,8 +1,8 @@
 """Kill ``streamvis train`` with SIGKILL at random moments, resume, and compare with an uninterrupted run.
 
-Used by ``tests/reliability/test_kill9_train.py`` (two kills) and ``benchmarks/kill9_resume.py``
-(five). Everything runs as child processes (``python -m streamvis``), on CPU, on a tiny synthetic
-set (2 videos of 4 frames, 48x64) with a tiny CrossVIS and a checkpoint at every iteration, so a
+Used by ``tests/reliability/test_kill9_train.py`` (two kills; ``benchmarks/bench_kill_resume.py`` measures
+the same property at five moments). Everything runs as child processes (``python -m streamvis``),
+on CPU, on a tiny synthetic set (2 videos of 4 frames, 48x64) with a tiny CrossVIS and a checkpoint at every iteration, so a
 kill often lands while a checkpoint is being written.
 
 A kill moment is "iteration k has been logged, plus d seconds" (k and d drawn from a seeded RNG),

@@ -66,11 +66,6 @@ def test_a_killed_predict_leaves_no_partial_results_file(workdir, seed):
     assert not [p for p in out.rglob("*") if p.name == "results.json" and p != results]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="owner: export engineer (branch export: commands/predict.py, engine/predict.py "
-    "dataset predict --resume): predict has no --resume (per-video parts) yet",
-)
 def test_predict_resume_after_a_kill_equals_an_uninterrupted_run(workdir):
     folder, duration = workdir
     out = folder / "resumed"

@@ -29,12 +29,6 @@ def test_sigkill_at_a_random_moment_then_resume_is_bitwise_identical(workdir):
     assert report.weights_equal and report.losses_equal, report.differences
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="owner: training engineer (branch training: engine/checkpoint.py, engine/train.py "
-    "checksums / torn detection): a torn newest checkpoint stops --resume (no checksum/size record, "
-    "no fallback to the previous complete checkpoint with a warning naming both)",
-)
 def test_a_torn_newest_checkpoint_falls_back_to_the_previous_one(workdir):
     run = workdir / "torn"
     shutil.copytree(workdir / "reference", run)

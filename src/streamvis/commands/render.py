@@ -68,7 +68,7 @@ def parse_class_names(text: str) -> dict[int, str]:
 
 def _category_names(args, gt) -> dict[int, str]:
     """Category id -> name, from the first source that has them (see the module docstring)."""
-    from streamvis.data.categories import get_category_set
+    from streamvis.categories import get_category_set
 
     if args.class_names:
         return parse_class_names(args.class_names)

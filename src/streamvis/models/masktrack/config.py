@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from streamvis.data.categories import YTVIS_2019_CATEGORIES
+from streamvis.categories import YTVIS_2019_CATEGORIES
 from streamvis.errors import ConfigError
 
 YTVIS19_CLASS_NAMES = tuple(c["name"] for c in YTVIS_2019_CATEGORIES)  # official YTVOSDataset.CLASSES
