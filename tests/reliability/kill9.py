@@ -2,8 +2,8 @@
 
 Used by ``tests/reliability/test_kill9_train.py`` (two kills; ``benchmarks/bench_kill_resume.py`` measures
 the same property at five moments). Everything runs as child processes (``python -m streamvis``),
-on CPU, on a tiny synthetic set (2 videos of 4 frames, 48x64) with a tiny CrossVIS and a checkpoint at every iteration, so a
-kill often lands while a checkpoint is being written.
+on CPU, on a tiny synthetic set (2 videos of 4 frames, 48x64) with a tiny CrossVIS and a checkpoint
+at every iteration, so a kill often lands while a checkpoint is being written.
 
 A kill moment is "iteration k has been logged, plus d seconds" (k and d drawn from a seeded RNG),
 so kills land at any phase: data loading, the step, checkpoint writing, metrics writing. After
