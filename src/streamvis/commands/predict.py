@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "float32 for a weights file, what an .onnx file holds)")
     parser.add_argument("--resume", action="store_true",
                         help="dataset json: keep the videos already in OUT/parts (same model and tracker) "
-                             "and predict the rest (also under torchrun, which splits the videos)")
+                             "and predict the rest (also under torchrun, which splits the videos). A single "
+                             "video or stream restarts from its first frame: its results.json is written "
+                             "once, atomically, at the end, so a killed run leaves no partial file")
     parser.add_argument(
         "--input",
         required=True,
@@ -195,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
     sources = None if dataset else resolve_sources(args.input, live=args.live)  # names what it tried
     if not dataset:
         require_single_process("predicting videos, frame folders or streams")
+        if args.resume:  # tracker state is not checkpointed: a video restarts (documented in --help)
+            print("note: --resume applies to a dataset json; these inputs are predicted from their "
+                  "first frame", file=sys.stderr)
     device = _check_device(args.device)
     args.weights = arguments.resolve_weights(args.weights)
     model = load_frame_model(args.weights, args.backend, args.precision, device=rank_device(device))
