@@ -38,7 +38,8 @@ class DemoOutputs:
         json_path: the generated split's json; reused: whether it was already there.
         size, num_classes: the split's frame size (H, W) and class count.
         tracker: the tracker name used.
-        result: the `streamvis.evaluation` result; categories: the dataset's categories.
+        result: the `streamvis.evaluation` result; tracking: the `TrackingResult` (HOTA, CLEAR,
+            Identity); categories: the dataset's categories.
         results_path, metrics_path, chart_path: the written files; overlays: the overlay MP4s.
         num_tracks: results entries written.
     """
@@ -49,6 +50,7 @@ class DemoOutputs:
     num_classes: int
     tracker: str
     result: object
+    tracking: object
     categories: list
     results_path: Path
     metrics_path: Path
@@ -77,6 +79,7 @@ def run_demo(weights, out_dir, *, num_videos: int, seed: int, tracker: str | Non
     from streamvis.data.ytvis import load_ytvis, write_results
     from streamvis.engine.predict import default_tracker_name, predict_dataset
     from streamvis.evaluation import evaluate
+    from streamvis.evaluation.tracking import evaluate_tracking
     from streamvis.models.weights import load_model
     from streamvis.tracking import tracker_spec
 
@@ -100,13 +103,14 @@ def run_demo(weights, out_dir, *, num_videos: int, seed: int, tracker: str | Non
     results_path = out / "results.json"
     write_results(results_path, results, gt)
     result = evaluate(gt, results, validate=False)  # both validated above
+    tracking = evaluate_tracking(gt, results)  # HOTA, CLEAR, Identity as TrackEval 1.3.0
     metrics_path = out / "metrics.json"
-    write_metrics(result, json_path, results_path, metrics_path)
+    write_metrics(result, json_path, results_path, metrics_path, tracking=tracking)
     chart_path = write_ap_chart(result, gt["categories"], out / "per_class_ap.png")
     drawn = write_overlays(gt, image_root, results, out / "videos", count=overlays,
                            progress=progress) if overlays > 0 else []
     return DemoOutputs(json_path=json_path, reused=reused, size=size, num_classes=num_classes,
-                       tracker=tracker, result=result, categories=gt["categories"],
+                       tracker=tracker, result=result, tracking=tracking, categories=gt["categories"],
                        results_path=results_path, metrics_path=metrics_path, chart_path=chart_path,
                        num_tracks=len(results), overlays=drawn)
 
@@ -185,12 +189,15 @@ def prepare_split(folder, *, num_videos: int, seed: int, size=DEFAULT_SIZE, num_
 
 
 # -------------------------------------------------------------------------------------- the outputs
-def write_metrics(result, gt_path, results_path, out_path) -> dict:
-    """Write ``metrics.json`` with the keys of ``streamvis evaluate --out``; returns the dict."""
+def write_metrics(result, gt_path, results_path, out_path, *, tracking=None) -> dict:
+    """Write ``metrics.json`` with the keys of ``streamvis evaluate --out`` (``--metrics all`` when
+    `tracking` is given: its rows under ``"tracking"``); returns the dict."""
     from streamvis.utils.io import atomic_write_json
 
     metrics = result.to_json()
     metrics.update(gt=str(gt_path), results=str(results_path))
+    if tracking is not None:
+        metrics["tracking"] = tracking.to_json()
     atomic_write_json(out_path, metrics, indent=1)
     return metrics
 

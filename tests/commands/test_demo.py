@@ -58,6 +58,10 @@ def test_demo_writes_all_outputs(tiny_weights, tmp_path, capsys):
     overlay = out / "videos" / "1" / "overlay.mp4"
     assert overlay.stat().st_size > 0 and not (out / "videos" / "2").exists()
     assert "Average Precision" in printed and str(out / "metrics.json") in printed
+    assert "HOTA" in printed and "IDF1" in printed  # the tracking table beside AP
+    tracking = metrics["tracking"]
+    assert set(tracking["cls_comb_cls_av"]) >= {"HOTA", "CLEAR", "Identity"}
+    assert 0.0 <= tracking["cls_comb_cls_av"]["HOTA"]["HOTA"] <= 1.0
     assert "generated 2 valid videos (64x96, 3 classes, seed 49)" in printed
 
     # a second run with the same parameters reuses the split; --no-video draws nothing new

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from streamvis.assets import default_weights_path
     from streamvis.demo import run_demo
     from streamvis.evaluation import format_table
+    from streamvis.evaluation.tracking import format_tracking_table
 
     def on_split(*, json_path, reused, size, num_classes):
         print(f"{'reused' if reused else 'generated'} {args.videos} valid videos ({size[0]}x{size[1]}, "
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
                     overlays=0 if args.no_video else args.overlays, progress=not args.no_progress,
                     on_split=on_split)
     print(format_table(done.result, done.categories, per_class=True))
+    print()
+    print(format_tracking_table(done.tracking, ap={"all": done.result.stats_named["AP"]}))
     print(f"\nmodel: {weights} (tracker: {done.tracker}); {done.num_tracks} tracks in "
           f"{time.perf_counter() - start:.1f} s")
     print(f"results:       {done.results_path}\nmetrics:       {done.metrics_path}\n"
