@@ -40,7 +40,8 @@ def test_a_torn_newest_checkpoint_falls_back_to_the_previous_one(workdir):
     (run / "last_checkpoint").write_text(newest.name + "\n")
     done = kill9.train(workdir / "tiny.yaml", run)
     assert done.returncode == 0, done.stderr[-1500:]
-    assert newest.name in done.stderr and previous.name in done.stderr  # the warning names both
+    printed = done.stdout + done.stderr  # the training log line (stdout) that warns
+    assert newest.name in printed and previous.name in printed and "torn" in printed  # it names both
     report = kill9.KillReport()
     kill9.compare(workdir / "reference", run, report)
     assert report.weights_equal and report.losses_equal, report.differences
