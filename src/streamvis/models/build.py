@@ -55,6 +55,10 @@ from streamvis.models.crossvis.config import PRESETS as CROSSVIS_PRESETS
 from streamvis.models.crossvis.config import CrossVISConfig
 from streamvis.models.crossvis.convert import convert_official as convert_official_crossvis
 from streamvis.models.crossvis.model import build_crossvis
+from streamvis.models.pcan.config import PRESETS as PCAN_PRESETS
+from streamvis.models.pcan.config import PCANConfig
+from streamvis.models.pcan.convert import convert_official as convert_official_pcan
+from streamvis.models.pcan.model import build_pcan
 
 DEFAULT_METHOD = "crossvis"  # what a config or weights file without ``model.method`` means
 # the fields every method config has (see the module docstring)
@@ -104,6 +108,13 @@ METHODS: dict[str, MethodSpec] = {
         presets=CROSSVIS_PRESETS,
         training_only_prefixes=("criterion.",),  # the identity proxies of the re-ID loss
         fill_from_data=_fill_crossvis_from_data,
+    ),
+    "pcan": MethodSpec(
+        config_class=PCANConfig,
+        build_model=build_pcan,
+        default_tracker="quasi_dense",
+        convert_official=convert_official_pcan,
+        presets=PCAN_PRESETS,
     ),
 }
 

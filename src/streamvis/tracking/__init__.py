@@ -5,7 +5,8 @@ the protocol of `streamvis.tracking.base.Tracker` (``update``, ``finalize``, bui
 options dataclass):
 
 - ``"crossvis"``: the official CrossVIS rule, exactly (tracking/crossvis.py);
-- ``"default"``: ours: Hungarian matching, embedding EMA, class vote, re-ID (tracking/default.py).
+- ``"default"``: ours: Hungarian matching, embedding EMA, class vote, re-ID (tracking/default.py);
+- ``"quasi_dense"``: the official PCAN / QDTrack rule (bi-softmax, backdrops; tracking/quasi_dense.py).
 
 Adding a tracker means one entry here. Options come from code (``build_tracker(name, options)``)
 or the command line (``--tracker-set KEY=VALUE``, `parse_tracker_options`), and are checked by
@@ -23,6 +24,7 @@ from streamvis.errors import ConfigError
 from streamvis.tracking.base import Track, Tracker, track_to_result
 from streamvis.tracking.crossvis import CrossVISTracker, CrossVISTrackerOptions
 from streamvis.tracking.default import DefaultTracker, DefaultTrackerOptions
+from streamvis.tracking.quasi_dense import QuasiDenseOptions, QuasiDenseVideoTracker
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class TrackerSpec:
 TRACKERS: dict[str, TrackerSpec] = {
     "default": TrackerSpec(DefaultTrackerOptions, DefaultTracker),
     "crossvis": TrackerSpec(CrossVISTrackerOptions, CrossVISTracker),
+    "quasi_dense": TrackerSpec(QuasiDenseOptions, QuasiDenseVideoTracker),
 }
 
 
@@ -112,6 +115,8 @@ __all__ = [
     "CrossVISTrackerOptions",
     "DefaultTracker",
     "DefaultTrackerOptions",
+    "QuasiDenseOptions",
+    "QuasiDenseVideoTracker",
     "Track",
     "Tracker",
     "TrackerSpec",
