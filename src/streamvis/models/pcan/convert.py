@@ -88,7 +88,12 @@ def convert_official(checkpoint, path=None, **overrides) -> tuple[dict[str, torc
             file and the key).
     """
     from streamvis.models.pcan.model import PCAN
+    from streamvis.models.weights import is_streamvis_file
 
+    if is_streamvis_file(checkpoint):
+        raise DataFormatError(f"this is already a streamvis weights file (method "
+                              f"{checkpoint.get('method', 'crossvis')!r}), not an official checkpoint: "
+                              "use it directly (e.g. streamvis predict --weights)", path=path, field="format")
     state = official_state_dict(checkpoint, path)
     absent = [key for key in SIGNATURE_KEYS if key not in state]
     if absent:
