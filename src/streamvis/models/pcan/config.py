@@ -53,7 +53,8 @@ class PCANConfig:
     Attributes:
         method: always "pcan" (the key of `streamvis.models.build.METHODS`).
         num_classes: foreground classes (official BDD100K MOTS: 8).
-        class_names: optional names, one per class (default: the BDD100K classes).
+        class_names: optional names, one per class (None: the training data's category names;
+            the official BDD100K model's are `BDD100K_CLASSES`).
         category_ids: optional results-json category id of each class (None: ``class + 1``).
         depth: ResNet depth (official 50; 18/34 for CPU recipes).
         frozen_stages: ResNet stages without gradient (official 1: stem + res2; -1: none).
@@ -81,7 +82,7 @@ class PCANConfig:
 
     method: str = "pcan"
     num_classes: int = 8
-    class_names: tuple[str, ...] | None = BDD100K_CLASSES
+    class_names: tuple[str, ...] | None = None
     category_ids: tuple[int, ...] | None = None
     depth: int = 50
     frozen_stages: int = 1
@@ -147,7 +148,7 @@ class PCANConfig:
 
 
 PRESETS: dict[str, PCANConfig] = {
-    "pcan_r50": PCANConfig(),
+    "pcan_r50": PCANConfig(class_names=BDD100K_CLASSES),
     # CPU-trainable: ResNet-18, narrow FPN and heads (weights ~ 20 MB in float32)
     "pcan_r18_small": PCANConfig(depth=18, frozen_stages=-1, fpn_channels=64, fc_channels=256,
                                  embed_channels=128, mask_conv_channels=64, rpn_pre_nms_topk=300,
