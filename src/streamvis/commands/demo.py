@@ -40,6 +40,9 @@ OVERLAY_FPS = 10.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `demo` arguments to `parser`."""
     parser.add_argument("--weights", help="streamvis weights file (default: the bundled model)")
+    parser.add_argument("--method", default=None,
+                        help="use the bundled model of this method (crossvis, the default, or pcan once "
+                             "shipped); with --weights, the file must hold this method")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS,
                         help=f"number of generated valid videos (default {DEFAULT_VIDEOS})")
@@ -172,9 +175,20 @@ def write_overlays(gt, image_root: Path, results, out_dir: Path, *, count: int, 
 
 
 def _weights_path(args) -> Path:
-    from streamvis.assets import default_weights_path
+    from streamvis.assets import assets_dir, default_weights_path
+    from streamvis.models.build import DEFAULT_METHOD, method_spec
 
-    return Path(args.weights) if args.weights else default_weights_path()
+    if args.weights:
+        return Path(args.weights)
+    method = args.method or DEFAULT_METHOD
+    method_spec(method)  # an unknown method fails here, listing the known ones
+    if method == DEFAULT_METHOD:
+        return default_weights_path()
+    path = assets_dir() / f"{method}_model.pth"  # a bundled model of another method
+    if not path.is_file():
+        raise StreamvisError(f"{path}: no bundled {method} model is shipped; train one (e.g. `streamvis "
+                             f"train --config configs/synthetic_{method}_r18.yaml`) and pass --weights")
+    return path
 
 
 def _check_args(args) -> None:
@@ -198,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     weights = _weights_path(args)
     model = load_model(weights)
+    if args.method and model.config.method != args.method:
+        raise StreamvisError(f"{weights}: holds a {model.config.method!r} model, not --method {args.method}")
     tracker = args.tracker or default_tracker_name(model)
     size, num_classes = split_settings(weights, model.config)
     out = Path(args.out)

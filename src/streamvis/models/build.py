@@ -29,6 +29,9 @@ typed config (and stores it as ``model.config``; nothing sets it afterwards), wi
   output size with ``boxes`` (K, 4) xyxy, ``scores`` (K,), ``classes`` (K,) int64 0-based,
   ``masks`` (K, H, W) bool or probabilities, ``embeddings`` (K, D) (what the trackers read).
   ``predict`` behaves as in eval mode whatever the module's mode.
+- optional ``start_video() -> None``: a method whose ``predict`` keeps per-video state (PCAN's
+  frame-level memory) resets it here; ``VideoPredictor`` calls it before each video's first frame
+  and then feeds that video's frames in order.
 
 Tracker: ``MethodSpec.default_tracker`` names an entry of `streamvis.tracking.TRACKERS` (the
 association rule ``streamvis predict`` uses unless ``--tracker`` says otherwise).
