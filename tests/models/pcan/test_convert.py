@@ -89,6 +89,7 @@ def test_not_a_pcan_checkpoint():
         convert_official({"format": "streamvis-weights", "model": {}, "config": {"method": "pcan"}}, "w.pth")
 
 
+@pytest.mark.slow
 def test_cli_convert_writes_loadable_weights(small, tmp_path):
     model, checkpoint = small
     source, out = tmp_path / "official.pth", tmp_path / "w.pth"
@@ -100,6 +101,7 @@ def test_cli_convert_writes_loadable_weights(small, tmp_path):
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
+@pytest.mark.slow
 def test_cli_convert_bad_input_exit_2_nothing_written(small, tmp_path, capsys):
     _, checkpoint = small
     broken = dict(checkpoint["state_dict"])
@@ -112,6 +114,7 @@ def test_cli_convert_bad_input_exit_2_nothing_written(small, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_weights_of_the_other_method_are_refused(small, tmp_path):
     """PCAN weights as train.init_weights of a CrossVIS model, and the reverse: error naming the file."""
     pcan, _ = small

@@ -16,6 +16,8 @@ from streamvis.models.build import build_model
 from streamvis.models.pcan.config import PCANConfig
 from streamvis.models.weights import save_weights
 
+pytestmark = pytest.mark.slow
+
 HEIGHT, WIDTH = 60, 80
 TINY = dict(depth=18, num_classes=3, class_names=("cat", "dog", "fox"), fpn_channels=32, fc_channels=64,
             embed_channels=32, mask_conv_channels=32, rpn_pre_nms_topk=50, rpn_max_proposals=50,

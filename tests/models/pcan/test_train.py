@@ -44,6 +44,7 @@ def _config(tiny_synth, output_dir: Path, max_iter: int, stage: str = "joint") -
     }
 
 
+@pytest.mark.slow
 def test_tiny_pcan_trains_two_iterations_and_resumes(tiny_synth, tmp_path):
     run = tmp_path / "run"
     path = tmp_path / "pcan.yaml"
