@@ -41,7 +41,12 @@ def _pair_batch() -> PairBatch:
 
 
 # a small config of every method in the table: a new method must add one (test below)
-SMOKE_CONFIGS = {"crossvis": preset(SMALL).replace(num_classes=4, num_identities=10)}
+SMOKE_CONFIGS = {
+    "crossvis": preset(SMALL).replace(num_classes=4, num_identities=10),
+    "pcan": preset("pcan_r18_small").replace(num_classes=4, fpn_channels=32, fc_channels=64,
+                                             embed_channels=32, mask_conv_channels=32,
+                                             rpn_pre_nms_topk=100, rpn_max_proposals=100),
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +56,8 @@ def small_model():
 
 
 def test_presets_and_errors():
-    assert set(all_presets()) == {"crossvis_r50", "crossvis_r101", "crossvis_r18_small"}
+    assert set(all_presets()) == {"crossvis_r50", "crossvis_r101", "crossvis_r18_small", "pcan_r50",
+                                  "pcan_r18_small"}
     assert preset("crossvis_r101").depth == 101 and preset("crossvis_r50") == CrossVISConfig()
     assert isinstance(CrossVISConfig().loss, LossConfig)
     with pytest.raises(ConfigError, match="crossvis_r50"):

@@ -139,6 +139,7 @@ class PCAN(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(3, 1, 1), persistent=False)
         self._tracker: QuasiDenseTracker | None = None
         self._next_frame = 0
+        self._video_shape: tuple[int, ...] | None = None  # padded input shape of the current video
         self._apply_stage()
 
     # ------------------------------------------------------------------ parts and stages
@@ -184,6 +185,7 @@ class PCAN(nn.Module):
         """Begin a new video: the next frame is frame 0 (frame memory and association state reset)."""
         self._next_frame = 0
         self._tracker = None
+        self._video_shape = None
         self.frame_attention.reset()
 
     @torch.no_grad()
@@ -238,7 +240,8 @@ class PCAN(nn.Module):
 
         Args:
             images: each (3, h_i, w_i) uint8 BGR, already resized; consecutive frames of one video
-                (`start_video` begins a new one).
+                (`start_video` begins a new one; so does a frame whose padded size differs from the
+                video's, since the frame-level memory needs one size).
             output_sizes: (H, W) of each original frame (default: the input sizes).
 
         Returns:
@@ -252,6 +255,9 @@ class PCAN(nn.Module):
             results = []
             for index, image in enumerate(images):
                 batch, (image_hw,) = self.normalize([image])
+                if self._next_frame > 0 and tuple(batch.shape) != self._video_shape:
+                    self.start_video()  # a frame of another size cannot continue the video: a new one
+                self._video_shape = tuple(batch.shape)
                 original_hw = tuple(output_sizes[index]) if output_sizes is not None else image_hw
                 scale = torch.tensor([image_hw[1] / original_hw[1], image_hw[0] / original_hw[0]] * 2,
                                      dtype=torch.float32)
