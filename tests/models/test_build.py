@@ -48,6 +48,9 @@ SMOKE_CONFIGS = {
         "backbone": {"depth": 18, "frozen_stages": -1, "norm_eval": False, "fpn_channels": 16},
         "roi": {"fc_out_channels": 32, "mask_channels": 16, "rois_per_image": 16},
         "track": {"fc_out_channels": 8}}),
+    "pcan": preset("pcan_r18_small").replace(num_classes=4, fpn_channels=32, fc_channels=64,
+                                             embed_channels=32, mask_conv_channels=32,
+                                             rpn_pre_nms_topk=100, rpn_max_proposals=100),
 }
 
 
@@ -58,7 +61,8 @@ def small_model():
 
 
 def test_presets_and_errors():
-    assert set(all_presets()) == {"crossvis_r50", "crossvis_r101", "crossvis_r18_small"}
+    assert set(all_presets()) == {"crossvis_r50", "crossvis_r101", "crossvis_r18_small", "pcan_r50",
+                                  "pcan_r18_small"}
     assert preset("crossvis_r101").depth == 101 and preset("crossvis_r50") == CrossVISConfig()
     assert isinstance(CrossVISConfig().loss, LossConfig)
     with pytest.raises(ConfigError, match="crossvis_r50"):

@@ -149,11 +149,11 @@ def test_every_tracker_follows_the_protocol(name, frame):
 
 
 def test_tracker_table_and_build_errors():
-    assert set(TRACKERS) == {"default", "crossvis", "masktrack"}
+    assert set(TRACKERS) == {"default", "crossvis", "masktrack", "quasi_dense"}
     assert isinstance(build_tracker("crossvis"), CrossVISTracker)
     assert build_tracker("default", {"max_age": 3}).options.max_age == 3
     assert build_tracker("default", DefaultTrackerOptions(max_age=4)).options.max_age == 4
-    with pytest.raises(ConfigError, match="choose one of: default, crossvis, masktrack"):
+    with pytest.raises(ConfigError, match="choose one of: default, crossvis, masktrack, quasi_dense"):
         build_tracker("sort")
     with pytest.raises(ConfigError, match="takes DefaultTrackerOptions, got CrossVISTrackerOptions"):
         build_tracker("default", CrossVISTrackerOptions())

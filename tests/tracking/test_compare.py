@@ -81,7 +81,7 @@ def test_compare_trackers_on_oracle_detections(tmp_path):
     model = OracleModel(gt)
     rows = compare_trackers(model, gt, json_path.parent / "JPEGImages", progress=False)
     assert model.calls == sum(v["length"] for v in gt["videos"])  # the model ran once per frame
-    assert [r["tracker"] for r in rows] == ["default", "crossvis", "masktrack"]
+    assert [r["tracker"] for r in rows] == ["default", "crossvis", "masktrack", "quasi_dense"]
     visible = sum(s is not None for a in gt["annotations"] for s in a["segmentations"])
     for row in rows:
         assert row["AP"] == pytest.approx(1.0) and row["AP50"] == pytest.approx(1.0), row

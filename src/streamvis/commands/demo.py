@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from streamvis.commands import arguments
+from streamvis.errors import StreamvisError
 
 DEFAULT_OUT = "outputs/demo"
 DEFAULT_VIDEOS = 10
@@ -21,6 +22,9 @@ DEFAULT_OVERLAYS = 3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `demo` arguments to `parser`."""
     parser.add_argument("--weights", help="streamvis weights file (default: the bundled model)")
+    parser.add_argument("--method", default=None,
+                        help="use the bundled model of this method (crossvis, the default; other methods "
+                             "once shipped); with --weights, the file must hold this method")
     arguments.add_out(parser, default=DEFAULT_OUT)
     parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS,
                         help=f"number of generated valid videos (default {DEFAULT_VIDEOS})")
@@ -35,7 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate, predict, evaluate, draw; prints the AP table and where the files went."""
-    from streamvis.assets import default_weights_path
     from streamvis.demo import run_demo
     from streamvis.evaluation import format_table
     from streamvis.evaluation.tracking import format_tracking_table
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
               f"{num_classes} classes, seed {args.seed}) in {json_path.parent}")
 
     start = time.perf_counter()
-    weights = Path(args.weights) if args.weights else default_weights_path()
+    weights = _weights_path(args)
     done = run_demo(weights, args.out, num_videos=args.videos, seed=args.seed, tracker=args.tracker,
                     overlays=0 if args.no_video else args.overlays, progress=not args.no_progress,
                     on_split=on_split)
@@ -59,3 +62,26 @@ def run(args: argparse.Namespace) -> int:
     for path in done.overlays:
         print(f"overlay:       {path}")
     return 0
+
+
+def _weights_path(args) -> Path:
+    """``--weights``, else the bundled model of ``--method``; the file must hold that method."""
+    from streamvis.assets import assets_dir, default_weights_path
+    from streamvis.models.build import DEFAULT_METHOD, method_spec
+    from streamvis.models.weights import load
+
+    method = args.method or DEFAULT_METHOD
+    method_spec(method)  # an unknown method fails here, listing the known ones
+    if args.weights:
+        path = Path(args.weights)
+    elif method == DEFAULT_METHOD:
+        path = default_weights_path()
+    else:
+        path = assets_dir() / f"{method}_model.pth"  # a bundled model of another method
+        if not path.is_file():
+            raise StreamvisError(f"{path}: no bundled {method} model is shipped; train one (e.g. `streamvis "
+                                 f"train --config configs/synthetic_{method}_r18.yaml`) and pass --weights")
+    held = getattr(load(path).config, "method", DEFAULT_METHOD)
+    if args.method and held != args.method:
+        raise StreamvisError(f"{path}: holds a {held!r} model, not --method {args.method}")
+    return path

@@ -120,11 +120,26 @@ def load_init_weights(model: nn.Module, path: str) -> None:
         raise ConfigError(f"{path}: train.init_weights file not found")
     state = _read_streamvis_weights(path)
     if state is not None:
+        _check_same_method(model, path)
         load_full_model_weights(model, state, path)
         return
     from streamvis.models.imagenet_weights import load_imagenet_backbone
 
     load_imagenet_backbone(model.backbone, path)
+
+
+def _check_same_method(model: nn.Module, path: str) -> None:
+    """A streamvis file of another method (e.g. PCAN weights for a CrossVIS config) is refused."""
+    from streamvis.errors import DataFormatError
+    from streamvis.models.build import upgrade_model_dict
+    from streamvis.models.weights import read_file
+
+    stored = upgrade_model_dict(read_file(path)["config"])["method"]
+    wanted = getattr(getattr(model, "config", None), "method", None)
+    if wanted is not None and stored != wanted:
+        raise DataFormatError(f"train.init_weights holds a {stored!r} model but this config builds a "
+                              f"{wanted!r} model (model.method); give weights of the same method",
+                              path=path, field="method")
 
 
 def _read_streamvis_weights(path: str):

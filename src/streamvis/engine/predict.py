@@ -110,6 +110,9 @@ class VideoPredictor:
         self.category_ids = category_ids
         self.device = _model_device(model)
         self.num_frames = 0
+        start_video = getattr(model, "start_video", None)
+        if callable(start_video):  # stateful methods (PCAN's frame memory): a new video begins
+            start_video()
 
     def update(self, frame_bgr: np.ndarray) -> list[Track]:
         """Process the next frame.

@@ -29,6 +29,9 @@ typed config (and stores it as ``model.config``; nothing sets it afterwards), wi
   output size with ``boxes`` (K, 4) xyxy, ``scores`` (K,), ``classes`` (K,) int64 0-based,
   ``masks`` (K, H, W) bool or probabilities, ``embeddings`` (K, D) (what the trackers read).
   ``predict`` behaves as in eval mode whatever the module's mode.
+- optional ``start_video() -> None``: a method whose ``predict`` keeps per-video state (PCAN's
+  frame-level memory) resets it here; ``VideoPredictor`` calls it before each video's first frame
+  and then feeds that video's frames in order.
 
 Tracker: ``MethodSpec.default_tracker`` names an entry of `streamvis.tracking.TRACKERS` (the
 association rule ``streamvis predict`` uses unless ``--tracker`` says otherwise).
@@ -58,6 +61,10 @@ from streamvis.models.crossvis.model import build_crossvis
 from streamvis.models.masktrack.config import MaskTrackConfig
 from streamvis.models.masktrack.convert import convert_official as convert_official_masktrack
 from streamvis.models.masktrack.model import build_masktrack
+from streamvis.models.pcan.config import PRESETS as PCAN_PRESETS
+from streamvis.models.pcan.config import PCANConfig
+from streamvis.models.pcan.convert import convert_official as convert_official_pcan
+from streamvis.models.pcan.model import build_pcan
 
 DEFAULT_METHOD = "crossvis"  # what a config or weights file without ``model.method`` means
 # the fields every method config has (see the module docstring)
@@ -113,6 +120,13 @@ METHODS: dict[str, MethodSpec] = {
         build_model=build_masktrack,
         default_tracker="masktrack",  # the official association (tracking/masktrack.py)
         convert_official=convert_official_masktrack,
+    ),
+    "pcan": MethodSpec(
+        config_class=PCANConfig,
+        build_model=build_pcan,
+        default_tracker="quasi_dense",
+        convert_official=convert_official_pcan,
+        presets=PCAN_PRESETS,
     ),
 }
 

@@ -7,6 +7,7 @@ options dataclass):
 - ``"crossvis"``: the official CrossVIS rule, exactly (tracking/crossvis.py);
 - ``"default"``: ours: Hungarian matching, embedding EMA, class vote, re-ID (tracking/default.py);
 - ``"masktrack"``: the official MaskTrack R-CNN rule, exactly (tracking/masktrack.py).
+- ``"quasi_dense"``: the official PCAN / QDTrack rule (bi-softmax, backdrops; tracking/quasi_dense.py).
 
 Adding a tracker means one entry here. Options come from code (``build_tracker(name, options)``)
 or the command line (``--tracker-set KEY=VALUE``, `parse_tracker_options`), and are checked by
@@ -25,6 +26,7 @@ from streamvis.tracking.base import Track, Tracker, track_results, track_to_resu
 from streamvis.tracking.crossvis import CrossVISTracker, CrossVISTrackerOptions
 from streamvis.tracking.default import DefaultTracker, DefaultTrackerOptions
 from streamvis.tracking.masktrack import MaskTrackOptions, MaskTrackTracker
+from streamvis.tracking.quasi_dense import QuasiDenseOptions, QuasiDenseVideoTracker
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ TRACKERS: dict[str, TrackerSpec] = {
     "default": TrackerSpec(DefaultTrackerOptions, DefaultTracker),
     "crossvis": TrackerSpec(CrossVISTrackerOptions, CrossVISTracker),
     "masktrack": TrackerSpec(MaskTrackOptions, MaskTrackTracker),
+    "quasi_dense": TrackerSpec(QuasiDenseOptions, QuasiDenseVideoTracker),
 }
 
 
@@ -117,6 +120,8 @@ __all__ = [
     "DefaultTrackerOptions",
     "MaskTrackOptions",
     "MaskTrackTracker",
+    "QuasiDenseOptions",
+    "QuasiDenseVideoTracker",
     "Track",
     "Tracker",
     "TrackerSpec",

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 from tests.conftest import require_shared
-from tests.models.pcan.helpers import FCNMaskHead, paste_mask
 
 from streamvis.errors import StreamvisError
 from streamvis.models.pcan.losses import refine_loss
 from streamvis.models.pcan.refine_head import EMMatchHeadPlus, select_training_pairs
 from streamvis.models.pcan.rule_weights import fill_head_with_rule, prototype_array
+from streamvis.models.two_stage.mask_ops import paste_masks
+from streamvis.models.two_stage.roi_heads import FCNMaskHead
 
 # golden.md: suggested absolute tolerances
 TOLERANCES = {
@@ -99,7 +100,7 @@ def test_two_inference_frames(golden):
         torch.testing.assert_close(refined, details.logits, rtol=0, atol=0)
         torch.testing.assert_close(twin.pos_mu, head.pos_mu, rtol=0, atol=0)
         boxes = _t(golden[f"boxes_f{frame}"])
-        probs = paste_mask(details.logits.sigmoid(), boxes, height, width)
+        probs = paste_masks(details.logits[:, 0].sigmoid(), boxes, (height, width), threshold=-1)
         _check("paste_prob", probs.numpy(), golden[p + "paste_prob"])
         decided = np.abs(golden[p + "paste_prob"] - 0.5) > 1e-3
         want = golden[p + "segms"].astype(bool)
@@ -107,9 +108,9 @@ def test_two_inference_frames(golden):
     print("refine head max abs errors:", WORST)
 
 
-def test_mask_head_helper(golden):
-    """The FCN mask head stand-in with the rule's `mask_head.*` weights reproduces maskhead_pred_f0."""
-    head = fill_head_with_rule(FCNMaskHead(), "mask_head.").eval()
+def test_mask_head_module_golden(golden):
+    """The two-stage FCN mask head with the rule's `mask_head.*` weights reproduces maskhead_pred_f0."""
+    head = fill_head_with_rule(FCNMaskHead(num_classes=8), "mask_head.").eval()
     with torch.no_grad():
         pred = head(_t(golden["f0_key_feats"]))
     err = float(np.abs(pred.numpy() - golden["maskhead_pred_f0"]).max())

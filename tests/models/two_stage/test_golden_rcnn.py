@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 from tests.conftest import require_shared
-from tests.models.two_stage.pcan_golden import frame_pcam_first_frame, golden_input, rule_value
+from tests.models.two_stage.pcan_golden import frame_pcam_first_frame, golden_input
 
+from streamvis.models.pcan.rule_weights import fill_head_with_rule
 from streamvis.models.two_stage.detector import TwoStageConfig, build_two_stage_detector
 from streamvis.models.two_stage.mask_ops import paste_masks
 from streamvis.models.two_stage.roi_heads import FCNMaskHead
@@ -90,24 +91,10 @@ def golden_refine():
 
 def test_mask_head_module_golden(golden_refine):
     head = FCNMaskHead(num_classes=8).eval()
-    state = {
-        name: torch.from_numpy(
-            rule_value(f"mask_head.{name}", tuple(value.shape), _bound(name, tuple(value.shape)), 0.0)
-        )
-        for name, value in head.state_dict().items()
-    }
-    head.load_state_dict(state)
+    fill_head_with_rule(head, "mask_head.")
     with torch.no_grad():
         logits = head(torch.from_numpy(golden_refine["f0_key_feats"].astype(np.float32)))
     np.testing.assert_allclose(logits.numpy(), golden_refine["maskhead_pred_f0"], rtol=0, atol=1e-4)
-
-
-def _bound(name: str, shape: tuple[int, ...]) -> float:
-    """golden.md head rule: weights U(+-sqrt(6 / fan_in)) (ConvTranspose2d fan_in = S[0]), biases 0.1."""
-    if name.endswith("bias"):
-        return 0.1
-    fan_in = shape[0] if name.startswith("upsample") else int(np.prod(shape[1:]))
-    return float(np.sqrt(6.0 / fan_in))
 
 
 @pytest.mark.parametrize("frame", [0, 1])
