@@ -49,3 +49,13 @@ def test_predict_keeps_the_decoded_frames_and_warns(corrupt_video, tmp_path, cap
                       "file_names": [f"{i}.jpg" for i in range(kept)]}],
           "categories": [{"id": c, "name": str(c)} for c in {e["category_id"] for e in results}]}
     load_results(results, gt)  # valid results of the kept frames
+
+
+def test_predict_strict_fails_and_writes_nothing(corrupt_video, tmp_path, capsys):
+    weights = tiny_weights_file(tmp_path / "tiny.pth")
+    out = tmp_path / "out"
+    code = main(["predict", "--weights", str(weights), "--input", str(corrupt_video), "--out", str(out),
+                 "--no-progress", "--strict"])
+    assert code == 2
+    assert "corrupt.mp4" in capsys.readouterr().err
+    assert not (out / "results.json").exists()

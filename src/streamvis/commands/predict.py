@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("float32", "int8"), default=None,
                         help="int8: ONNX Runtime static quantization (--backend onnxruntime; default: "
                              "float32 for a weights file, what an .onnx file holds)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a video corrupt or truncated mid-stream is an error (nothing written); by "
+                             "default the frames decoded before the damage are kept, with a warning naming "
+                             "the frame")
     parser.add_argument("--resume", action="store_true",
                         help="dataset json: keep the videos already in OUT/parts (same model and tracker) "
                              "and predict the rest (also under torchrun, which splits the videos). A single "
@@ -127,7 +131,8 @@ def _predict_source(model, args, source, video_id: int, viz_dir: Path | None, na
     if viz_dir is not None and source.live:  # a live stream cannot be read twice: draw as it comes
         drawer = TrackDrawer(lambda video: viz_dir, class_names=class_names_for(model.config),
                              fps=args.fps or fps or DEFAULT_FPS, score_threshold=args.draw_score_threshold)
-    frames = tqdm(live if live is not None else source.frames(), total=num_frames, desc="predict",
+    frames = live if live is not None else source.frames(strict=args.strict)
+    frames = tqdm(frames, total=num_frames, desc="predict",
                   unit="frame", disable=args.no_progress)
     try:
         results = keep.apply(predict_video(predictor, frames, on_frame=drawer))

@@ -58,12 +58,17 @@ class Source:
     input_format: str | None = None
     options: dict = field(default_factory=dict, compare=False)
 
-    def frames(self) -> Iterator[np.ndarray]:
-        """Yield (H, W, 3) uint8 BGR frames in order (every frame; `LiveFrames` drops)."""
+    def frames(self, *, strict: bool = False) -> Iterator[np.ndarray]:
+        """Yield (H, W, 3) uint8 BGR frames in order (every frame; `LiveFrames` drops).
+
+        Args:
+            strict: a video corrupt mid-stream raises instead of ending with a warning after the
+                frames decoded so far (`streamvis.data.video.read_frames`).
+        """
         if self.kind in ("video", "frames"):
             from streamvis.data.video import read_frames
 
-            return read_frames(self.location)
+            return read_frames(self.location, strict=strict)
         return _stream_frames(self)
 
     def probe(self) -> tuple[int | None, float | None]:
