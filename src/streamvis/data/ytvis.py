@@ -177,7 +177,7 @@ def validate_results(results, gt: dict | None, path=None) -> None:
 
 
 # ----------------------------------------------------------------------------------------- writing
-def _json_default(value):
+def json_default(value):
     """Make what json cannot write natively writable: bytes RLE counts, numpy scalars and arrays."""
     if isinstance(value, bytes):
         return value.decode("ascii")
@@ -192,7 +192,7 @@ def _json_default(value):
 
 def _write_json(path, obj) -> None:
     with atomic_open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, allow_nan=False, default=_json_default, separators=(",", ":"))
+        json.dump(obj, f, allow_nan=False, default=json_default, separators=(",", ":"))
 
 
 def write_results(path, entries: list[dict], gt: dict | None = None) -> None:

@@ -37,7 +37,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from streamvis.engine import distributed
@@ -140,28 +139,16 @@ def part_path(out_dir, video_id) -> Path:
     return Path(out_dir) / PARTS_DIR / f"{video_id}.json"
 
 
-def _json_value(value):
-    """bytes RLE counts -> str and numpy scalars -> numbers, as `data.ytvis.write_results` writes them."""
-    if isinstance(value, bytes):
-        return value.decode("ascii")
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not json serializable")
-
-
 def write_part(path, video: dict, entries: list[dict], fingerprint: str) -> None:
     """Write one video's results entries atomically, with what `read_part` checks on resume."""
+    from streamvis.data.ytvis import json_default  # as `write_results` writes bytes RLE / numpy values
     from streamvis.utils.io import atomic_open
 
     part = {"format": PART_FORMAT, "format_version": PART_FORMAT_VERSION, "video_id": video["id"],
             "num_frames": len(video["file_names"]), "video": _digest(video), "run": fingerprint,
             "results": entries}
     with atomic_open(path, "w", encoding="utf-8") as f:
-        json.dump(part, f, allow_nan=False, default=_json_value, separators=(",", ":"))
+        json.dump(part, f, allow_nan=False, default=json_default, separators=(",", ":"))
 
 
 def read_part(path, video: dict, fingerprint: str) -> tuple[list[dict] | None, str]:
