@@ -146,7 +146,7 @@ def test_model_method_picks_the_config_class(tmp_path):
     save_config(cfg, tmp_path / "saved.yaml")
     assert "method: crossvis" in (tmp_path / "saved.yaml").read_text()
     assert load_config(tmp_path / "saved.yaml") == cfg
-    with pytest.raises(ConfigError, match="unknown model.method 'pcan'; choose one of: crossvis"):
-        load_config(old, ["model.method=pcan", "model.architecture=pcan"])
+    with pytest.raises(ConfigError, match="unknown model.method 'nomethod'; choose one of: crossvis"):
+        load_config(old, ["model.method=nomethod", "model.architecture=nomethod"])
     with pytest.raises(ConfigError, match="did you mean 'model.depth'"):
         load_config(old, ["model.deph=50"])
