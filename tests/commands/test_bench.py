@@ -33,7 +33,7 @@ def test_bench_runs_a_script_with_its_arguments(tmp_path, capsys):
     assert main(["bench", "--dir", str(tmp_path / "missing")]) == 2
 
 
-@pytest.mark.parametrize("name", ["e2e", "memory", "trackers"])
+@pytest.mark.parametrize("name", ["e2e", "memory", "trackers", "methods"])
 def test_bench_scripts_start(name):
     """Each script parses its arguments (a broken import or option fails here, without a long run)."""
     assert main(["bench", name, "--help"]) == 0

@@ -257,7 +257,7 @@ def track_dataset(tracker_name: str, cached: dict[int, list], gt: dict, category
 
 
 def score_results(gt: dict, results: list[dict], *, min_track_score: float = 0.0) -> dict:
-    """AP, AP50, HOTA, DetA, AssA, IDF1, MOTA, HOTA_det, IDF1_det, IDSW and id_switches (module doc).
+    """AP, AP50, AR10, HOTA, DetA, AssA, IDF1, MOTA, HOTA_det, IDF1_det, IDSW and id_switches (module doc).
 
     Args:
         gt: the loaded dataset; results: its results entries.
@@ -277,7 +277,7 @@ def score_results(gt: dict, results: list[dict], *, min_track_score: float = 0.0
     det_av = row_to_json(tracking.cls_comb_det_av, per_alpha=False)
     switches = id_switches(gt, results, min_score=min_track_score)
     return {
-        "AP": float(stats["AP"]), "AP50": float(stats["AP50"]),
+        "AP": float(stats["AP"]), "AP50": float(stats["AP50"]), "AR10": float(stats["AR10"]),
         "HOTA": float(cls_av["HOTA"]["HOTA"]), "DetA": float(cls_av["HOTA"]["DetA"]),
         "AssA": float(cls_av["HOTA"]["AssA"]), "IDF1": float(cls_av["Identity"]["IDF1"]),
         "MOTA": float(cls_av["CLEAR"]["MOTA"]),
