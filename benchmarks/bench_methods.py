@@ -82,7 +82,8 @@ def format_table(rows: list[dict], first: str, *, rate: tuple[str, str, str]) ->
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--split", default="data/synth/valid", help="split folder (instances.json + JPEGImages/)")
+    parser.add_argument("--split", default="data/synth/valid",
+                        help="split folder (instances.json + JPEGImages/)")
     parser.add_argument("--crossvis", help="CrossVIS weights (default: the bundled model)")
     parser.add_argument("--pcan", help="PCAN weights (rows left out when not given)")
     parser.add_argument("--masktrack", help="MaskTrack R-CNN weights (rows left out when not given)")
@@ -138,8 +139,9 @@ def main(argv=None) -> int:
         print(f"\nTable 2: the association rules on the same detections ({crossvis.name}; tracker time only)")
         print(format_table(association, "detections", rate=("ms_per_frame", "ms/frame", "9.2f")))
     if args.out:
-        atomic_write_json(args.out, {"split": str(split), "videos": len(gt["videos"]), "threads": args.threads,
-                                     "methods": rows, "association": association}, indent=1)
+        atomic_write_json(args.out, {"split": str(split), "videos": len(gt["videos"]),
+                                     "threads": args.threads, "methods": rows, "association": association},
+                          indent=1)
     return 0
 
 
