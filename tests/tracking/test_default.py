@@ -271,3 +271,28 @@ def test_render_draws_each_object_once(frame, emb):
     assert [(tid, e["category_id"]) for tid, e in kept] == [(1, 1), (3, 3)]
     entries[1]["score"] = 0.95  # a better-scored hypothesis wins
     assert [tid for tid, _ in one_entry_per_object([(i + 1, e) for i, e in enumerate(entries)])] == [2, 3]
+
+
+def test_assign_equals_scipy_maximize_ties_included():
+    """`assign` solves with streamvis' scipy-equivalent solver (no scipy import for per-frame sizes):
+    the pairs are scipy's ``maximize=True`` answer, exact ties included."""
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        shape = tuple(rng.integers(1, 8, size=2))
+        similarity = rng.choice([0.5, 0.7, 0.85, 0.9, 1.0], size=shape) if trial % 2 else rng.random(shape)
+        allowed = similarity >= 0.6
+        want_rows, want_cols = linear_sum_assignment(np.where(allowed, similarity - 0.6, 0.0), maximize=True)
+        keep = allowed[want_rows, want_cols]
+        rows, cols = assign(similarity, 0.6)
+        assert rows.tolist() == want_rows[keep].tolist() and cols.tolist() == want_cols[keep].tolist(), trial
+
+
+def test_importing_the_trackers_leaves_scipy_unloaded():
+    """scipy.optimize costs ~0.9 s of start-up: predict's first frame must not wait for it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from streamvis.tracking.default import assign; "
+            "assign(np.eye(3), 0.5); print('scipy.optimize' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from streamvis.errors import ConfigError
 from streamvis.structures import Instances
@@ -76,8 +75,12 @@ def assign(similarity: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     """
     if similarity.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    # scipy's maximize=True solves the negated matrix; `linear_sum_assignment` is scipy's solver with
+    # its tie-breaking, without importing scipy for per-frame sizes (predict's first frame: issue 15)
+    from streamvis.evaluation.assignment import linear_sum_assignment
+
     allowed = similarity >= threshold
-    rows, cols = linear_sum_assignment(np.where(allowed, similarity - threshold, 0.0), maximize=True)
+    rows, cols = linear_sum_assignment(-np.where(allowed, similarity - threshold, 0.0))
     keep = allowed[rows, cols]
     return rows[keep].astype(np.int64), cols[keep].astype(np.int64)
 
