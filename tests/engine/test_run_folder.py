@@ -40,6 +40,21 @@ def test_a_run_is_refused_and_overwrite_deletes_only_its_files(tmp_path):
         prepare_output_dir(tmp_path, resume=True, overwrite=True)
 
 
+def test_resume_may_move_schedule_steps_that_lie_ahead():
+    """Shortening a running schedule: steps after the resumed checkpoint may change, earlier ones not."""
+    saved = {"solver": {"steps": [1270, 1470], "max_iter": 1600}}
+    shorter = {"solver": {"steps": [1050, 1200], "max_iter": 1300}}
+    notes = check_resume_config(saved, shorter, config_file="c", resumed_iteration=600)
+    assert notes == ["solver.max_iter: 1600 -> 1300", "solver.steps: (1270, 1470) -> (1050, 1200)"]
+    with pytest.raises(ResumeConfigError, match=r"solver\.steps"):  # 1050 is behind iteration 1100
+        check_resume_config(saved, shorter, config_file="c", resumed_iteration=1100)
+    with pytest.raises(ResumeConfigError, match=r"solver\.steps"):  # iteration unknown: refused
+        check_resume_config(saved, shorter, config_file="c")
+    passed = {"solver": {"steps": [1270, 1400], "max_iter": 1600}}  # 1270 already applied, kept
+    assert check_resume_config(saved, passed, config_file="c", resumed_iteration=1300) == [
+        "solver.steps: (1270, 1470) -> (1270, 1400)"]
+
+
 def test_resume_config_check_names_each_refused_key():
     saved = {"seed": 0, "output_dir": "a", "solver": {"base_lr": 0.01, "steps": [10, 20], "max_iter": 30},
              "train": {"log_period": 20}}

@@ -112,13 +112,30 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_resume_config(saved: Mapping[str, Any], current: Mapping[str, Any], *, config_file) -> list[str]:
+def _steps_ahead(old, new, iteration: int | None) -> bool:
+    """True when `old` and `new` ``solver.steps`` differ only in steps after `iteration`.
+
+    The learning rate of an iteration depends only on the steps at or before it, so such a change
+    leaves every iteration already trained as it was: a running schedule can be shortened (e.g.
+    ``max_iter`` 1600 -> 1300 with steps [1270, 1470] -> [1050, 1200] at iteration 600).
+    """
+    if iteration is None or not isinstance(old, (list, tuple)) or not isinstance(new, (list, tuple)):
+        return False
+    early_old = sorted(int(s) for s in old if int(s) <= iteration)
+    early_new = sorted(int(s) for s in new if int(s) <= iteration)
+    return early_old == early_new
+
+
+def check_resume_config(saved: Mapping[str, Any], current: Mapping[str, Any], *, config_file,
+                        resumed_iteration: int | None = None) -> list[str]:
     """Compare the config a run was saved with to the one it is resumed with.
 
     Args:
         saved: the run's ``config.yaml`` as a dict.
         current: the resumed run's resolved config as a dict (`streamvis.config.to_dict`).
         config_file: the saved file's path (named in messages).
+        resumed_iteration: the iteration of the checkpoint the run resumes from, if known:
+            ``solver.steps`` may then change in steps after it (`_steps_ahead`).
 
     Returns:
         One note per allowed change (e.g. ``"solver.max_iter: 200 -> 400"``).
@@ -133,6 +150,8 @@ def check_resume_config(saved: Mapping[str, Any], current: Mapping[str, Any], *,
     allowed = set(RESUME_CHANGEABLE_KEYS)
     if new.get("solver.scale_schedule") or old.get("solver.scale_schedule"):
         allowed.discard("solver.max_iter")  # a scaled schedule moves with max_iter
+    elif _steps_ahead(old.get("solver.steps"), new.get("solver.steps"), resumed_iteration):
+        allowed.add("solver.steps")
     refused = [k for k in changed if k not in allowed]
     describe = [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in changed]
     if refused:
@@ -140,7 +159,8 @@ def check_resume_config(saved: Mapping[str, Any], current: Mapping[str, Any], *,
         raise ResumeConfigError(
             f"--resume continues the run saved in {config_file}, but the given config/overrides change "
             f"how it trains: {shown}. Drop these overrides to continue the run exactly (only "
-            f"{', '.join(RESUME_CHANGEABLE_KEYS[1:])} may change on resume), or start a new run in "
+            f"{', '.join(RESUME_CHANGEABLE_KEYS[1:])} may change on resume, and solver.steps after the "
+            f"resumed iteration), or start a new run in "
             f"another --output-dir (with --set train.init_weights=... to start from its weights)."
         )
     return [d for k, d in zip(changed, describe) if k != "output_dir"]

@@ -259,10 +259,17 @@ def _prepare_folder_main(cfg: ExperimentConfig, *, resume: bool, overwrite: bool
     notes = [f"--overwrite: deleted the earlier run's {len(deleted)} files in {output_dir}"] * bool(deleted)
     if not resume:
         return notes
-    Checkpointer(output_dir).remove_temporary_files()  # left by a process killed while writing
+    checkpointer = Checkpointer(output_dir)
+    checkpointer.remove_temporary_files()  # left by a process killed while writing
     saved = output_dir / CONFIG_FILE
     if saved.is_file():
-        changes = check_resume_config(read_yaml(saved), to_dict(cfg), config_file=saved)
+        try:  # schedule steps after every recorded checkpoint may still change (the oldest: a torn
+            records = checkpointer.records()  # newest one makes the run resume from an older one)
+        except StreamvisError:
+            records = []
+        iteration = min((r.iteration for r in records), default=None)
+        changes = check_resume_config(read_yaml(saved), to_dict(cfg), config_file=saved,
+                                      resumed_iteration=iteration)
         notes += [f"--resume: {change} (allowed: it does not change the weights computed)"
                   for change in changes]
     return notes
