@@ -158,3 +158,34 @@ def check_classes(tracks: list, allowed: tuple[int, ...], where: str) -> None:
                 where=where,
                 field="category_id",
             )
+
+
+def results_texts(results: list[dict], dataset: dict, sequences: list[tuple[str, dict]], *,
+                  allowed: tuple[int, ...], first_frame: int, class_map: dict | None,
+                  resolve_overlaps: bool) -> dict[str, str]:
+    """The tracker-file text of every sequence (KITTI-MOTS and MOTSChallenge results writers).
+
+    Args:
+        results: YouTube-VIS results entries; the object id is ``track_id`` when present, else the
+            entry's position + 1.
+        dataset: the GT dict naming the videos; sequences: (sequence name, video) pairs to write.
+        allowed: the classes the format accepts; first_frame: its first frame number.
+        class_map, resolve_overlaps: as the writers' arguments.
+
+    Returns:
+        Sequence name -> file text (nothing is written: an error leaves no file behind).
+    """
+    classes = class_table(dataset, class_map)
+    by_video: dict[int, list] = {}
+    for index, entry in enumerate(results):
+        oid = object_id(entry.get("track_id", index + 1), f"results[{index}]")
+        by_video.setdefault(entry["video_id"], []).append(
+            (float(entry["score"]), oid, classes.get(entry["category_id"], -1), entry["segmentations"]))
+    texts = {}
+    for name, video in sequences:
+        where = f"results of video {video['id']} (sequence {name})"
+        tracks = by_video.get(video["id"], [])
+        check_classes(tracks, allowed, where)
+        texts[name] = render_lines(tracks, video, first_frame=first_frame, where=where,
+                                   resolve_overlaps=resolve_overlaps, is_gt=False)
+    return texts

@@ -246,27 +246,8 @@ def write_results(
             classes must be 1, 2 or 10).
         resolve_overlaps: give pixels shared by two masks of a frame to the higher score (else an error).
     """
-    out = Path(out_path)
-    classes = mots_write.class_table(dataset, class_map)
-    by_video: dict[int, list] = {}
-    for index, entry in enumerate(results):
-        cls = classes.get(entry["category_id"], -1)
-        oid = mots_write.object_id(entry.get("track_id", index + 1), f"results[{index}]")
-        by_video.setdefault(entry["video_id"], []).append(
-            (float(entry["score"]), oid, cls, entry["segmentations"])
-        )
-    texts = {}
-    for name, video in _video_sequences(dataset):
-        where = f"results of video {video['id']} (sequence {name})"
-        tracks = by_video.get(video["id"], [])
-        mots_write.check_classes(tracks, CLASSES, where)
-        texts[name] = mots_write.render_lines(
-            tracks,
-            video,
-            first_frame=FIRST_FRAME,
-            where=where,
-            resolve_overlaps=resolve_overlaps,
-            is_gt=False,
-        )
-    for name, text in texts.items():
-        _write(out / f"{name}.txt", text)
+    texts = mots_write.results_texts(results, dataset, _video_sequences(dataset), allowed=CLASSES,
+                                     first_frame=FIRST_FRAME, class_map=class_map,
+                                     resolve_overlaps=resolve_overlaps)
+    for name, text in texts.items():  # every sequence checked before the first file is written
+        _write(Path(out_path) / f"{name}.txt", text)
