@@ -43,3 +43,17 @@ def _one_torch_thread():
 def shared_dir():
     """The ../shared folder (skips without it, fails under CI)."""
     return require_shared("")
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """A 2-video, 3-frame generated training split at 64x96 (8 classes), for short training runs.
+
+    Read-only for the tests that use it; a module may define its own ``tiny_synth`` to change it.
+    """
+    from streamvis.data.synthetic import SynthConfig, write_dataset
+
+    out = tmp_path_factory.mktemp("synth") / "train"
+    config = SynthConfig(num_videos=2, seed=0, size=(64, 96), frames=(3, 3), num_classes=8)
+    write_dataset(config, out, workers=1)
+    return out

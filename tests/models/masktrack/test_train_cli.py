@@ -15,16 +15,6 @@ from streamvis.engine.hooks import read_metrics
 LOSS_KEYS = {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask", "loss_match"}
 
 
-@pytest.fixture(scope="module")
-def tiny_synth(tmp_path_factory):
-    from streamvis.data.synthetic import SynthConfig, write_dataset
-
-    out = tmp_path_factory.mktemp("synth") / "train"
-    config = SynthConfig(num_videos=2, seed=0, size=(64, 96), frames=(3, 3), num_classes=8)
-    write_dataset(config, out, workers=1)
-    return out
-
-
 def _argv(synth, out_dir, *extra) -> list[str]:
     overrides = [
         f"data.train_json={synth / 'instances.json'}", f"data.train_images={synth / 'JPEGImages'}",
