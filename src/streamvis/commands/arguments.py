@@ -51,6 +51,29 @@ def add_no_progress(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+# streamvis.engine.inference.PRECISION_CHOICES, repeated so that building a parser does not import torch
+# (tests/engine/test_gpu_ready.py checks that the two agree)
+PRECISION_CHOICES = ("float32", "fp32", "float16", "fp16", "bfloat16", "bf16", "int8")
+DEFAULT_PREFETCH = 2
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """``--precision``, ``--compile``, ``--prefetch``: how the network runs (engine/inference.py)."""
+    parser.add_argument(
+        "--precision", choices=PRECISION_CHOICES, default=None,
+        help="--backend torch: float32 (default), fp16/float16 (CUDA autocast) or bf16/bfloat16 (autocast, "
+             "CUDA or CPU); --backend onnxruntime: float32 or int8 (ONNX Runtime static quantization; "
+             "default: float32 for a weights file, what an .onnx file holds)")
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the fixed-size network (backbone, FPN, heads; --backend torch): slower start, "
+             "faster frames on a GPU")
+    parser.add_argument(
+        "--prefetch", type=int, default=DEFAULT_PREFETCH, metavar="N",
+        help=f"decode and resize up to N frames ahead in a background thread (default {DEFAULT_PREFETCH}; "
+             "0 disables; live streams are never prefetched)")
+
+
 DEFAULT_WEIGHTS = "default"  # --weights value naming the bundled model (streamvis.assets)
 
 

@@ -25,9 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                         help="run the per-frame network in PyTorch (default) or ONNX Runtime (CPU; "
                              "`pip install streamvis[onnx]`); post-processing and tracking are the same")
-    parser.add_argument("--precision", choices=("float32", "int8"), default=None,
-                        help="int8: ONNX Runtime static quantization (--backend onnxruntime; default: "
-                             "float32 for a weights file, what an .onnx file holds)")
+    arguments.add_inference_options(parser)
     parser.add_argument("--strict", action="store_true",
                         help="a video corrupt or truncated mid-stream is an error (nothing written); by "
                              "default the frames decoded before the damage are kept, with a warning naming "
@@ -93,9 +91,11 @@ def _predict_dataset(model, args, out: Path) -> None:
     names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
     keep = _results_filter(args, names, dataset=True)
     run_info = {"weights": file_digest(args.weights), "backend": args.backend, "precision": args.precision}
+    if args.compile:  # (only when set: parts written before --compile existed keep their fingerprint)
+        run_info["compile"] = True
     summary = predict_dataset_sharded(
         model, gt, images, out, tracker=args.tracker, tracker_options=args.tracker_options,
-        resume=args.resume, run_info=run_info, progress=not args.no_progress,
+        resume=args.resume, run_info=run_info, progress=not args.no_progress, prefetch=args.prefetch,
     )
     print(format_summary(summary), flush=True)  # one write: ranks share the terminal
     if summary.results_path is None:  # not rank 0: the merge, filters and overlays are rank 0's
@@ -135,7 +135,8 @@ def _predict_source(model, args, source, video_id: int, viz_dir: Path | None, na
     frames = tqdm(frames, total=num_frames, desc="predict",
                   unit="frame", disable=args.no_progress)
     try:
-        results = keep.apply(predict_video(predictor, frames, on_frame=drawer))
+        results = keep.apply(predict_video(predictor, frames, on_frame=drawer, name=source.name,
+                                           prefetch=0 if source.live else args.prefetch))
     except BaseException as err:
         if drawer is not None:
             drawer.close((type(err), err, err.__traceback__))
@@ -190,6 +191,7 @@ def _check_device(name: str):
 
 def run(args: argparse.Namespace) -> int:
     from streamvis.data.sources import resolve_sources
+    from streamvis.engine.inference import check_precision
     from streamvis.engine.predict import default_tracker_name
     from streamvis.engine.shard import rank_device, require_single_process
     from streamvis.export.backend import load_frame_model
@@ -206,8 +208,12 @@ def run(args: argparse.Namespace) -> int:
             print("note: --resume applies to a dataset json; these inputs are predicted from their "
                   "first frame", file=sys.stderr)
     device = _check_device(args.device)
+    if args.prefetch < 0:
+        raise StreamvisError(f"--prefetch {args.prefetch}: give a number of frames >= 0 (0 disables it)")
+    args.precision = check_precision(args.backend, args.precision, device)  # before loading anything
     args.weights = arguments.resolve_weights(args.weights)
-    model = load_frame_model(args.weights, args.backend, args.precision, device=rank_device(device))
+    model = load_frame_model(args.weights, args.backend, args.precision, device=rank_device(device),
+                             compile=args.compile)
     args.tracker = args.tracker or default_tracker_name(model)
     args.tracker_options = parse_tracker_options(args.tracker, args.tracker_set)
     out = Path(args.out)

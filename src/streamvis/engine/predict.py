@@ -6,16 +6,21 @@ or two embeddings and compressed RLE masks (one per frame it appears in); dense 
 only while their frame is processed. `predict_dataset` runs it over every video of a
 YouTube-VIS-format dataset and returns the official results entries; `predict_dataset_video` is
 one video of it, which engine/shard.py runs over torchrun ranks (``streamvis predict`` on a dataset).
+With ``prefetch=N`` they decode and resize frames N ahead in a background thread
+(`VideoPredictor.prepare`, data/prefetch.py); how the network itself runs (precision, compile) is
+engine/inference.py's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from streamvis.data.prefetch import prefetched
 from streamvis.data.transforms import resize_image, shortest_edge_size
 from streamvis.data.video import read_image
 from streamvis.errors import DataFormatError
@@ -86,6 +91,20 @@ def default_tracker_name(model) -> str:
     return method_spec(model.config.method).default_tracker
 
 
+@dataclass
+class PreparedFrame:
+    """A frame and its network input, made ahead of `VideoPredictor.update` (`VideoPredictor.prepare`).
+
+    Attributes:
+        frame_bgr: (H, W, 3) uint8 BGR at its original size (results are at this size).
+        image: (3, h, w) uint8 resized to the test size; in pinned memory when the model is on CUDA,
+            so that its upload is asynchronous.
+    """
+
+    frame_bgr: np.ndarray
+    image: torch.Tensor
+
+
 class VideoPredictor:
     """Segment and track the instances of one video, one frame at a time.
 
@@ -114,21 +133,30 @@ class VideoPredictor:
         if callable(start_video):  # stateful methods (PCAN's frame memory): a new video begins
             start_video()
 
-    def update(self, frame_bgr: np.ndarray) -> list[Track]:
+    def prepare(self, frame_bgr: np.ndarray) -> PreparedFrame:
+        """Resize a frame for the model on the host (thread-safe: `predict_video` runs it in its
+        prefetch thread); pinned when the model is on CUDA."""
+        frame_bgr = np.asarray(frame_bgr)
+        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) BGR frame, got shape {frame_bgr.shape}")
+        image = preprocess_frame(frame_bgr, self.model.config)
+        if self.device.type == "cuda":
+            image = image.pin_memory()
+        return PreparedFrame(frame_bgr, image)
+
+    def update(self, frame_bgr: np.ndarray | PreparedFrame) -> list[Track]:
         """Process the next frame.
 
         Args:
-            frame_bgr: (H, W, 3) uint8 BGR frame at its original size.
+            frame_bgr: (H, W, 3) uint8 BGR frame at its original size, or a `PreparedFrame` of it.
 
         Returns:
             The tracks with a member in this frame; ``track.masks[frame_index]`` holds its RLE.
         """
-        frame_bgr = np.asarray(frame_bgr)
-        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) BGR frame, got shape {frame_bgr.shape}")
-        image = preprocess_frame(frame_bgr, self.model.config).to(self.device)
+        frame = frame_bgr if isinstance(frame_bgr, PreparedFrame) else self.prepare(frame_bgr)
+        image = frame.image.to(self.device, non_blocking=self.device.type == "cuda")
         with torch.inference_mode():
-            (instances,) = self.model.predict([image], output_sizes=[tuple(frame_bgr.shape[:2])])
+            (instances,) = self.model.predict([image], output_sizes=[tuple(frame.frame_bgr.shape[:2])])
         tracks = self.tracker.update(instances, self.num_frames)
         self.num_frames += 1
         return tracks
@@ -164,17 +192,29 @@ def _load_dataset(gt_json_or_dict) -> tuple[dict, Path | None]:
 
 
 def predict_video(
-    predictor: VideoPredictor, frames, *, on_frame=None, video: dict | None = None
+    predictor: VideoPredictor, frames, *, on_frame=None, video: dict | None = None, prefetch: int = 0,
+    name: str = "",
 ) -> list[dict]:
     """Feed `frames` (an iterable of BGR frames) to `predictor`; returns its results entries.
 
     Args:
         on_frame: called as ``on_frame(video, frame_index, frame_bgr, tracks)`` after each frame.
+        prefetch: frames decoded and prepared ahead in a background thread
+            (`streamvis.data.prefetch.FramePrefetcher`); 0 reads them in this thread. The results
+            do not depend on it.
+        name: the input, named when the prefetch thread fails.
     """
-    for frame in frames:
-        tracks = predictor.update(frame)
-        if on_frame is not None:
-            on_frame(video, predictor.frame_index, frame, tracks)
+    items = prefetched(frames, prefetch, transform=predictor.prepare, name=name)
+    try:
+        for item in items:
+            tracks = predictor.update(item)
+            if on_frame is not None:
+                frame = item.frame_bgr if isinstance(item, PreparedFrame) else item
+                on_frame(video, predictor.frame_index, frame, tracks)
+    finally:
+        close = getattr(items, "close", None)  # the prefetch thread stops with the loop
+        if prefetch > 0 and callable(close):
+            close()
     return predictor.finalize()
 
 
@@ -203,6 +243,7 @@ def predict_dataset(
     tracker_options=None,
     progress: bool = True,
     on_frame: FrameCallback | None = None,
+    prefetch: int = 0,
 ) -> list[dict]:
     """Predict every video of a YouTube-VIS-format dataset into official results entries.
 
@@ -214,6 +255,7 @@ def predict_dataset(
         tracker_options: its options dataclass or a mapping of option values (None: defaults).
         progress: show a tqdm bar over all frames.
         on_frame: optional per-frame callback (see `predict_video`), e.g. to draw overlays.
+        prefetch: frames read ahead in a background thread (see `predict_video`; 0: none).
 
     Returns:
         One entry per track: ``{video_id, score, category_id, segmentations: [RLE | None] * length}``.
@@ -229,7 +271,8 @@ def predict_dataset(
         for video in data["videos"]:
             results.extend(predict_dataset_video(
                 model, video, image_root, tracker=tracker, tracker_options=tracker_options,
-                category_ids=category_ids, dataset_path=path, progress_bar=bar, on_frame=on_frame))
+                category_ids=category_ids, dataset_path=path, progress_bar=bar, on_frame=on_frame,
+                prefetch=prefetch))
     return results
 
 
@@ -244,6 +287,7 @@ def predict_dataset_video(
     dataset_path=None,
     progress_bar=None,
     on_frame: FrameCallback | None = None,
+    prefetch: int = 0,
 ) -> list[dict]:
     """Predict one video of a dataset with a fresh tracker (what `predict_dataset` does per video).
 
@@ -259,6 +303,7 @@ def predict_dataset_video(
         dataset_path: the dataset json, named in errors.
         progress_bar: a tqdm bar advanced once per frame, or None.
         on_frame: optional per-frame callback (see `predict_video`).
+        prefetch: frames read ahead in a background thread (see `predict_video`; 0: none).
 
     Returns:
         The video's results entries, in track order.
@@ -266,4 +311,5 @@ def predict_dataset_video(
     predictor = VideoPredictor(model, build_tracker(tracker, tracker_options), video_id=video["id"],
                                category_ids=category_ids)
     frames = _video_frames(video, Path(image_root), dataset_path, progress_bar)
-    return predict_video(predictor, frames, on_frame=on_frame, video=video)
+    return predict_video(predictor, frames, on_frame=on_frame, video=video, prefetch=prefetch,
+                         name=f"video id {video['id']}")

@@ -234,6 +234,7 @@ def predict_dataset_sharded(
     run_info: Mapping | None = None,
     progress: bool = True,
     on_frame=None,
+    prefetch: int = 0,
 ) -> ShardSummary:
     """Predict a dataset over the torchrun ranks into ``OUT/parts/*.json`` and (rank 0) ``OUT/results.json``.
 
@@ -251,6 +252,7 @@ def predict_dataset_sharded(
         run_info: extra settings that change results (weights digest, backend, precision), hashed
             into each part so that ``--resume`` never mixes runs.
         progress: show rank 0's progress bar; on_frame: per-frame callback (`predict_video`).
+        prefetch: frames read ahead in a background thread (`predict_video`; 0: none).
 
     Returns:
         This rank's `ShardSummary`.
@@ -272,7 +274,7 @@ def predict_dataset_sharded(
         with _sigterm_raises():
             return _run_rank(model, data, path, image_root, Path(out_dir), info, fingerprint,
                              tracker=tracker, tracker_options=tracker_options, resume=resume,
-                             progress=progress, on_frame=on_frame)
+                             progress=progress, on_frame=on_frame, prefetch=prefetch)
     finally:
         if owns_group:
             distributed.destroy_distributed()
@@ -304,7 +306,7 @@ def _run_rank(model, data, path, image_root, out_dir: Path, info, fingerprint, *
 
 
 def _predict_shard(model, data, path, image_root, out_dir: Path, shard_videos: list[dict], fingerprint,
-                   *, resume, show_progress, tracker, tracker_options, progress, on_frame
+                   *, resume, show_progress, tracker, tracker_options, progress, on_frame, prefetch
                    ) -> tuple[int, int]:
     """Predict this rank's videos into their parts; returns (predicted, resumed) video counts."""
     from tqdm import tqdm
@@ -324,7 +326,8 @@ def _predict_shard(model, data, path, image_root, out_dir: Path, shard_videos: l
         for video in todo:
             entries = predict_dataset_video(model, video, image_root, tracker=tracker,
                                             tracker_options=tracker_options, category_ids=category_ids,
-                                            dataset_path=path, progress_bar=bar, on_frame=on_frame)
+                                            dataset_path=path, progress_bar=bar, on_frame=on_frame,
+                                            prefetch=prefetch)
             write_part(part_path(out_dir, video["id"]), video, entries, fingerprint)
     return len(todo), resumed
 

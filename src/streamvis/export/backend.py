@@ -25,7 +25,6 @@ import torch
 from streamvis.errors import DataFormatError, StreamvisError
 from streamvis.export.onnx import (
     INPUT_NAME,
-    PRECISIONS,
     OnnxMetadata,
     check_exportable,
     check_graph_outputs,
@@ -141,18 +140,22 @@ class OnnxFrameModel:
 
 
 def load_frame_model(weights, backend: str = "torch", precision: str | None = None, *, device="cpu",
-                     threads: int | None = None, calibration_frames: int | None = None):
+                     threads: int | None = None, calibration_frames: int | None = None,
+                     compile: bool = False):
     """The frame model ``streamvis predict`` runs: a `CrossVIS` or an `OnnxFrameModel`.
 
     Args:
         weights: a streamvis weights file (.pth) or, for backend "onnxruntime", an exported .onnx file.
         backend: "torch" (PyTorch) or "onnxruntime".
-        precision: "float32" or "int8" (onnxruntime only); None: float32 for a weights file, whatever
-            an .onnx file holds. A weights file run by onnxruntime is exported (and, for int8,
-            quantized on synthetic calibration frames) into a temporary file first.
+        precision: per backend (`streamvis.engine.inference.BACKEND_PRECISIONS`): torch "float32",
+            "float16" (CUDA) or "bfloat16" (autocast, `AutocastModel`); onnxruntime "float32" or
+            "int8"; aliases fp32 / fp16 / bf16. None: float32 for a weights file, whatever an .onnx
+            file holds. A weights file run by onnxruntime is exported (and, for int8, quantized on
+            synthetic calibration frames) into a temporary file first.
         device: torch device of the PyTorch backend; onnxruntime runs on the CPU.
         threads: ONNX Runtime intra-op threads (default: torch's).
         calibration_frames: int8 calibration frames when quantizing a weights file on the fly.
+        compile: ``torch.compile`` the network modules (torch backend; `engine.inference.compile_network`).
 
     Returns:
         An object with ``predict(images, output_sizes) -> list[Instances]`` and ``config``.
@@ -162,19 +165,21 @@ def load_frame_model(weights, backend: str = "torch", precision: str | None = No
         MissingExtraError: onnxruntime is not installed.
         UnsupportedMethodError: backend "onnxruntime" for a method that cannot be exported yet.
     """
+    from streamvis.engine.inference import check_precision, prepare_frame_model
+
     if backend not in BACKENDS:
         raise StreamvisError(f"--backend {backend!r}: choose one of {list(BACKENDS)}")
-    if precision is not None and precision not in PRECISIONS:
-        raise StreamvisError(f"--precision {precision!r}: choose one of {list(PRECISIONS)}")
+    precision = check_precision(backend, precision, device)  # the combinations each backend has
     path = Path(weights)
     if backend == "torch":
-        if precision not in (None, "float32"):
-            raise StreamvisError(f"--precision {precision} runs only on --backend onnxruntime "
-                                 "(ONNX Runtime static quantization); add --backend onnxruntime")
         if path.suffix.lower() == ".onnx":
             raise StreamvisError(f"{path}: an ONNX file runs with --backend onnxruntime; the PyTorch "
                                  "backend needs a streamvis weights file (.pth)")
-        return load_model(path, device=device)
+        return prepare_frame_model(load_model(path, device=device), backend=backend, precision=precision,
+                                   device=device, compile=compile)
+    if compile:
+        raise StreamvisError("--compile compiles the PyTorch network; --backend onnxruntime runs its own "
+                             "graph optimizations: drop --compile")
     if torch.device(device).type != "cpu":
         raise StreamvisError(f"--backend onnxruntime runs on the CPU here; drop --device {device} "
                              "or use --backend torch for a GPU")

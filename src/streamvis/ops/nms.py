@@ -60,7 +60,24 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         rows = sorted_boxes[start : start + _ROW_CHUNK]
         suppresses[start : start + _ROW_CHUNK] = pairwise_iou(rows, sorted_boxes) > iou_threshold
     suppresses = torch.triu(suppresses, diagonal=1)  # a box only suppresses lower-ranked boxes
-    removed = torch.zeros(num, dtype=torch.bool, device=boxes.device)
+    return order[greedy_keep(suppresses).to(boxes.device)]
+
+
+def greedy_keep(suppresses: torch.Tensor) -> torch.Tensor:
+    """Walk boxes in rank order: keep each one not yet suppressed, and suppress what it suppresses.
+
+    The walk needs one decision per kept box, so it runs on the CPU: a GPU matrix is copied to
+    the host once (one synchronisation per NMS call instead of one per kept box).
+
+    Args:
+        suppresses: (K, K) bool, ``[i, j]``: box i (higher-ranked) suppresses box j (upper triangle).
+
+    Returns:
+        (M,) int64 CPU ranks of the kept boxes, increasing.
+    """
+    suppresses = suppresses.cpu()
+    num = suppresses.shape[0]
+    removed = torch.zeros(num, dtype=torch.bool)
     keep = []
     current = 0
     while current < num:
@@ -70,7 +87,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         if alive.numel() == 0:
             break
         current = current + 1 + int(alive[0, 0])
-    return order[torch.tensor(keep, dtype=torch.int64, device=boxes.device)]
+    return torch.tensor(keep, dtype=torch.int64)
 
 
 def batched_nms(
@@ -146,17 +163,7 @@ def mmdet_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *
         suppresses[start : start + _ROW_CHUNK] = (iou >= iou_threshold) if suppress_at_threshold else (
             iou > iou_threshold)
     suppresses = torch.triu(suppresses, diagonal=1)
-    removed = torch.zeros(num, dtype=torch.bool, device=boxes.device)
-    keep = []
-    current = 0
-    while current < num:
-        keep.append(current)
-        removed |= suppresses[current]
-        alive = (~removed[current + 1 :]).nonzero()
-        if alive.numel() == 0:
-            break
-        current = current + 1 + int(alive[0, 0])
-    return order[torch.tensor(keep, dtype=torch.int64, device=boxes.device)]
+    return order[greedy_keep(suppresses).to(boxes.device)]
 
 
 def mmdet_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float,

@@ -126,30 +126,56 @@ class TrackerDetections:
         )
 
 
+def to_host(*values) -> list:
+    """Copy tensors to the host with one synchronisation: where a frame's results leave the device.
+
+    GPU tensors are copied asynchronously (into pinned memory) and the host waits once for all of
+    them, instead of once per tensor; CPU tensors are detached; other values pass unchanged.
+
+    Returns:
+        The values in order, tensors on the CPU.
+    """
+    tensors = [hasattr(v, "detach") for v in values]  # (torch is imported only when a tensor comes)
+    devices = {v.device for v, is_tensor in zip(values, tensors) if is_tensor and v.device.type == "cuda"}
+    copies = [v.detach().to("cpu", non_blocking=bool(devices)) if is_tensor else v
+              for v, is_tensor in zip(values, tensors)]
+    if devices:
+        import torch
+
+        for device in devices:
+            torch.cuda.current_stream(device).synchronize()
+    return copies
+
+
 def _numpy(value, dtype) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().to("cpu").numpy()
+    if hasattr(value, "numpy"):
+        if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            value = value.float()
+        value = value.numpy()
     return np.asarray(value, dtype=dtype)
 
 
 def _masks_numpy(masks) -> np.ndarray:
     """Bitmasks stay bool (no 4x float copy of the frame's masks); anything else becomes float32."""
-    if hasattr(masks, "detach"):
-        masks = masks.detach().to("cpu").numpy()
+    if hasattr(masks, "numpy"):
+        masks = masks.numpy()
     masks = np.asarray(masks)
     return masks if masks.dtype == np.bool_ else masks.astype(np.float32, copy=False)
 
 
 def unpack_instances(instances: Instances) -> TrackerDetections:
-    """Copy the fields a tracker needs out of model `Instances` (any device) into numpy."""
+    """Copy the fields a tracker needs out of model `Instances` (any device) into numpy (`to_host`:
+    one synchronisation for all of them; the masks are already thresholded, bool)."""
     height, width = instances.image_size
     count = len(instances)
+    boxes, scores, classes, embeddings, masks = to_host(
+        instances.boxes, instances.scores, instances.classes, instances.embeddings, instances.masks)
     return TrackerDetections(
-        boxes=_numpy(instances.boxes, np.float32).reshape(count, 4),
-        scores=_numpy(instances.scores, np.float32).reshape(count),
-        classes=_numpy(instances.classes, np.int64).reshape(count),
-        embeddings=_numpy(instances.embeddings, np.float32).reshape(count, -1 if count else 0),
-        masks=_masks_numpy(instances.masks).reshape(count, height, width),
+        boxes=_numpy(boxes, np.float32).reshape(count, 4),
+        scores=_numpy(scores, np.float32).reshape(count),
+        classes=_numpy(classes, np.int64).reshape(count),
+        embeddings=_numpy(embeddings, np.float32).reshape(count, -1 if count else 0),
+        masks=_masks_numpy(masks).reshape(count, height, width),
     )
 
 

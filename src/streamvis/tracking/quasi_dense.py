@@ -50,7 +50,7 @@ from torch import Tensor
 
 from streamvis.errors import ConfigError, StreamvisError
 from streamvis.structures import Instances
-from streamvis.tracking.base import Track, encode_frame_masks
+from streamvis.tracking.base import Track, encode_frame_masks, to_host
 
 MATCH_METRICS = ("bisoftmax", "softmax", "cosine")  # official QuasiDenseEmbedTracker.match_metric
 IOU_UNION_EPS = 1e-6  # mmdet 2.x bbox_overlaps: union clamped at 1e-6
@@ -407,14 +407,19 @@ class QuasiDenseVideoTracker:
         scores = instances.scores.float().reshape(-1, 1)
         boxes = torch.cat([instances.boxes.float().reshape(-1, 4), scores], dim=1)  # (N, 5)
         embeds = instances.embeddings.float().reshape(len(instances), -1)
-        result = self.core.match(boxes.cpu(), instances.classes.long().cpu(), embeds.cpu(), frame_index,
+        # the frame's results leave the device here, in one synchronisation (masks: thresholded or
+        # probabilities, as the model gives them)
+        boxes, classes, embeds, masks = to_host(boxes, instances.classes.long(), embeds, instances.masks)
+        result = self.core.match(boxes, classes, embeds, frame_index,
                                  payload={"index": torch.arange(len(instances))})
         self.core.update_memo(result, frame_index)
-        masks = instances.masks
+        if masks.dtype == torch.bfloat16:  # numpy has no bfloat16
+            masks = masks.float()
+        masks = masks.numpy()
         members = []
         for row in torch.nonzero(result.ids >= 0).flatten().tolist():
             det = int(result.payload["index"][row])
-            mask = masks[det].detach().cpu().numpy()
+            mask = masks[det]
             members.append(self._record(int(result.ids[row]), result, row, mask, frame_index))
         return sorted(members, key=lambda t: t.track_id)
 

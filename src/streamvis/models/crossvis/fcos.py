@@ -237,9 +237,10 @@ def level_candidates(cls_logits: torch.Tensor, bbox_reg: torch.Tensor, ctrness: 
     cls_prob = cls_logits.permute(1, 2, 0).reshape(-1, num_classes).sigmoid()  # (HW, C)
     ctr_prob = ctrness.reshape(-1).sigmoid()  # (HW,)
     score_map = cls_prob * ctr_prob[:, None]  # official THRESH_WITH_CTR: threshold the product
-    candidate = score_map > score_threshold
-    scores = score_map[candidate]
-    cells, classes = candidate.nonzero().unbind(1)
+    # one nonzero (one host synchronisation on a GPU): the scores are gathered at its indices, in
+    # the same row-major order as boolean indexing
+    cells, classes = (score_map > score_threshold).nonzero().unbind(1)
+    scores = score_map[cells, classes]
     if scores.numel() > pre_nms_topk:
         scores, top = scores.topk(pre_nms_topk, sorted=False)
         cells, classes = cells[top], classes[top]
@@ -268,9 +269,11 @@ def detect(outputs: HeadOutputs, image_index: int, *, score_threshold: float, pr
     merged = merged.select(batched_nms(merged.boxes, merged.scores, merged.classes, nms_threshold))
     count = merged.scores.numel()
     if count > detections_per_frame > 0:
-        # official: kthvalue threshold; every detection scoring >= it survives (ties may keep more)
-        threshold, _ = torch.kthvalue(merged.scores.cpu(), count - detections_per_frame + 1)
-        merged = merged.select(torch.nonzero(merged.scores >= threshold.item()).squeeze(1))
+        # official: kthvalue threshold; every detection scoring >= it survives (ties may keep more).
+        # The official code runs kthvalue on the CPU (old CUDA builds lacked it); its value is the
+        # same on any device, so it stays where the scores are (no copy, no .item())
+        threshold, _ = torch.kthvalue(merged.scores, count - detections_per_frame + 1)
+        merged = merged.select(torch.nonzero(merged.scores >= threshold).squeeze(1))
     return merged
 
 

@@ -162,6 +162,7 @@ class CrossVIS(nn.Module):
                      nms_threshold=self.nms_threshold, detections_per_frame=self.detections_per_frame)
         params, embeddings = self._gather_instance_feats(outputs, index, det)  # (K, P), (K, D)
         boxes, keep = scale_and_clip_boxes(det.boxes, outputs.image_sizes[index], output_size)
+        keep = keep.nonzero().squeeze(1)  # one host synchronisation; indexing by it needs none
         params, locations, levels = params[keep], det.locations[keep], det.fpn_levels[keep]
         stride = self.mask_head.mask_feat_stride
         padded_size = (outputs.mask_feats.shape[-2] * stride, outputs.mask_feats.shape[-1] * stride)
@@ -186,16 +187,15 @@ class CrossVIS(nn.Module):
     def _gather_instance_feats(self, outputs: HeadOutputs, index: int, det: FCOSDetections
                                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Controller params (K, P) and re-ID embeddings (K, D) at the detections' cells."""
+        if outputs.controller_params is not None:  # dense outputs: one gather over all levels
+            return (_gather_cells(outputs.controller_params, index, det),
+                    _gather_cells(outputs.reid_feats, index, det))
         reid_dim = self.head.reid_pred.out_channels
         params = det.boxes.new_zeros((len(det.cells), self.mask_head.num_controller_params))
         embeddings = det.boxes.new_zeros((len(det.cells), reid_dim))
         for level in det.fpn_levels.unique().tolist():
             chosen = det.fpn_levels == level
             cells = det.cells[chosen]
-            if outputs.controller_params is not None:
-                params[chosen] = outputs.controller_params[level][index].flatten(1)[:, cells].t()
-                embeddings[chosen] = outputs.reid_feats[level][index].flatten(1)[:, cells].t()
-                continue
             width = outputs.cls_logits[level].shape[-1]
             ys, xs, first = cells // width, cells % width, torch.zeros_like(cells)
             bbox_tower = outputs.bbox_towers[level][index : index + 1]
@@ -204,6 +204,23 @@ class CrossVIS(nn.Module):
             reid_tower = self.head.reid_tower(outputs.fpn_features[level][index : index + 1])
             embeddings[chosen] = self.head.sparse_reid_feats(reid_tower, first, ys, xs)
         return params, embeddings
+
+
+def _gather_cells(maps: list[torch.Tensor], index: int, det: FCOSDetections) -> torch.Tensor:
+    """Rows of per-level dense maps at the detections' cells, without a host synchronisation.
+
+    Args:
+        maps: per level (N, C, H_l, W_l); index: the image; det: its detections (levels, cells).
+
+    Returns:
+        (K, C): the value copied from each detection's level and cell (the same as indexing per level).
+    """
+    # every level at every detection's cell (clamped: a cell of a finer level may not exist on a
+    # coarser one), then each detection's own level: L*C*K values, not a copy of the maps
+    picked = torch.stack([m[index].flatten(1)[:, det.cells.clamp(max=m.shape[-2] * m.shape[-1] - 1)]
+                          for m in maps])  # (L, C, K)
+    rows = torch.arange(len(det.cells), device=picked.device)
+    return picked[det.fpn_levels, :, rows].to(det.boxes.dtype)  # (K, C)
 
 
 def scale_and_clip_boxes(boxes: torch.Tensor, resized_size: tuple[int, int], output_size: tuple[int, int]
