@@ -88,10 +88,10 @@ def _row(frame: int, live: int, start: float) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def run_stream(model, frames: Iterator[np.ndarray], checkpoints: list[int], *, tracker: str = "default"
-               ) -> list[dict]:
+def run_stream(model, frames: Iterator[np.ndarray], checkpoints: list[int], *, tracker: str = "default",
+               on_row=None) -> list[dict]:
     """Predict the stream as one video; one row per checkpoint: frame, rss_mb, peak_mb, live (tracks held),
-    seconds."""
+    seconds. `on_row(row)` is called as each row is taken."""
     from streamvis.engine.predict import VideoPredictor
 
     predictor = VideoPredictor(model, tracker)
@@ -100,6 +100,8 @@ def run_stream(model, frames: Iterator[np.ndarray], checkpoints: list[int], *, t
         predictor.update(frame)
         if predictor.num_frames in wanted:
             rows.append(_row(predictor.num_frames, live_tracks(predictor.tracker), start))
+            if on_row is not None:
+                on_row(rows[-1])
     return rows
 
 
@@ -125,13 +127,13 @@ def write_stream_dataset(out_dir: str, num_frames: int, size, num_classes: int, 
     Path(out_dir, "stream.json").write_text(json.dumps({"videos": videos, "categories": data["categories"]}))
 
 
-def run_dataset(model, dataset_dir: Path, checkpoints: list[int], *, tracker: str = "default"
-                ) -> tuple[list[dict], dict]:
+def run_dataset(model, dataset_dir: Path, checkpoints: list[int], *, tracker: str = "default",
+                on_row=None) -> tuple[list[dict], dict]:
     """Predict the dataset of `write_stream_dataset` with ``streamvis predict``'s dataset path.
 
     Returns:
         One row per checkpoint (``live`` is the number of the video being predicted), and the row
-        taken after the merge into results.json (frame = all frames).
+        taken after the merge into results.json (frame = all frames). `on_row` as for `run_stream`.
     """
     from streamvis.engine.shard import predict_dataset_sharded
 
@@ -145,6 +147,8 @@ def run_dataset(model, dataset_dir: Path, checkpoints: list[int], *, tracker: st
             state["video_id"], state["videos"] = video["id"], state["videos"] + 1
         if state["frames"] in wanted:
             rows.append(_row(state["frames"], state["videos"], start))
+            if on_row is not None:
+                on_row(rows[-1])
 
     with tempfile.TemporaryDirectory(prefix="bench-memory-out-") as out_dir:
         predict_dataset_sharded(model, data, dataset_dir / "JPEGImages", out_dir, tracker=tracker,
@@ -182,13 +186,19 @@ def _prepare_dataset(args, size, num_classes, workdir: Path) -> Path:
     return dataset_dir
 
 
-def _print_table(args, name, size, rows, merged, reference_frame):
+def _print_header(args, name, size) -> None:
     live = "tracks" if args.predictor == "streaming" else "video"
     print(f"model {name}; {args.frames} frames {size[0]}x{size[1]}, {args.predictor} predictor, "
           f"tracker {args.tracker}, {args.threads} threads")
-    print(f"{'frame':>6} {'RSS MiB':>9} {'peak MiB':>9} {live:>7} {'seconds':>8}")
-    for r in rows:
-        print(f"{r['frame']:>6} {r['rss_mb']:>9.1f} {r['peak_mb']:>9.1f} {r['live']:>7} {r['seconds']:>8.1f}")
+    print(f"{'frame':>6} {'RSS MiB':>9} {'peak MiB':>9} {live:>7} {'seconds':>8}", flush=True)
+
+
+def _print_row(r: dict) -> None:
+    print(f"{r['frame']:>6} {r['rss_mb']:>9.1f} {r['peak_mb']:>9.1f} {r['live']:>7} {r['seconds']:>8.1f}",
+          flush=True)
+
+
+def _print_summary(rows, merged, reference_frame) -> None:
     if merged is not None:
         print(f"after the merge into results.json: RSS {merged['rss_mb']:.1f} MiB, "
               f"peak {merged['peak_mb']:.1f} MiB")
@@ -228,11 +238,14 @@ def main(argv=None) -> int:
             from streamvis.data.synthetic import synthetic_stream
 
             frames = synthetic_stream(args.frames, size=size, num_classes=num_classes, seed=args.seed)
-            rows = run_stream(model, frames, checkpoints, tracker=args.tracker)
+            _print_header(args, name, size)
+            rows = run_stream(model, frames, checkpoints, tracker=args.tracker, on_row=_print_row)
         else:
             dataset_dir = _prepare_dataset(args, size, num_classes, Path(workdir))
-            rows, merged = run_dataset(model, dataset_dir, checkpoints, tracker=args.tracker)
-    _print_table(args, name, size, rows, merged, reference_frame)
+            _print_header(args, name, size)
+            rows, merged = run_dataset(model, dataset_dir, checkpoints, tracker=args.tracker,
+                                       on_row=_print_row)
+    _print_summary(rows, merged, reference_frame)
     return 0
 
 
