@@ -12,13 +12,14 @@ The protocol (`Tracker`): a tracker class is built from ONE frozen options datac
   `track_to_result` turns one into an official results entry (the predictor knows the video id).
 
 Trackers keep bounded state: per live track one box, one or two embeddings and the last mask as
-RLE. Masks are RLE-encoded before `update` returns, so no dense mask outlives its frame.
+RLE (a track's older RLEs, kept for the results, live in a temporary file: `TrackMasks`). Masks
+are RLE-encoded before `update` returns, so no dense mask outlives its frame.
 `streamvis.tracking.TRACKERS` maps each tracker's name to its (options class, tracker class).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +28,7 @@ import pycocotools.mask as mask_util
 
 from streamvis.data.masks import encode_masks
 from streamvis.structures import Instances
+from streamvis.tracking.track_masks import TrackMasks
 
 
 @dataclass(eq=False)
@@ -40,7 +42,9 @@ class Track:
         embedding: (D,) float32 association embedding (last member's or a moving average).
         first_frame, last_frame: frame indices of the first and last member.
         scores: detection score of every member, in frame order.
-        masks: frame index -> compressed RLE ``{"size": [H, W], "counts": str}`` of that frame.
+        masks: frame index -> compressed RLE ``{"size": [H, W], "counts": str}`` of that frame; a
+            `TrackMasks` mapping that keeps only the newest entry in memory (older ones go to a
+            temporary file), so a track of a long video does not grow memory frame after frame.
         class_votes: class -> summed member score (used by trackers that vote on the class).
         video_score: when set (by a tracker's ``finalize``), the video-level score instead of the
             mean member score.
@@ -57,7 +61,7 @@ class Track:
     first_frame: int
     last_frame: int
     scores: list[float] = field(default_factory=list)
-    masks: dict[int, dict] = field(default_factory=dict)
+    masks: MutableMapping[int, dict] = field(default_factory=TrackMasks)
     class_votes: dict[int, float] = field(default_factory=dict)
     video_score: float | None = None
     hypotheses: dict[int, float] = field(default_factory=dict)
@@ -281,11 +285,15 @@ def track_to_result(
         category_ids: 0-based class -> dataset category id; None means ``class + 1`` (official).
     """
     category_id = track.category + 1 if category_ids is None else int(category_ids[track.category])
+    segmentations: list[dict | None] = [None] * num_frames
+    for frame, rle in track.masks.items():  # one pass in frame order (spilled masks read back once)
+        if 0 <= frame < num_frames:
+            segmentations[frame] = rle
     return {
         "video_id": int(video_id),
         "score": track.score,
         "category_id": int(category_id),
-        "segmentations": [track.masks.get(frame) for frame in range(num_frames)],
+        "segmentations": segmentations,
     }
 
 
