@@ -95,7 +95,8 @@ KINDS: dict[str, tuple[str, str]] = {
 # keeps every RLE run within the 6 characters pycocotools writes for it (`_MAX_RUN_CHARS`)
 MAX_FRAME_SIDE = 16384
 POLYGON_MARGIN = 8  # polygon coordinates must lie in [-8 W, 9 W] x [-8 H, 9 H]
-_RLE_BATCH_CHARS = 1 << 18  # compressed RLE strings are checked in bulk, 256 KB of text at a time
+_RLE_BATCH_CHARS = 1 << 14  # compressed RLE strings are checked in bulk, 16 KB of text at a time (measured
+# fastest on the YouTube-VIS-sized case of benchmarks/bench_eval.py: its arrays stay in cache)
 _MAX_RUN_CHARS = 6  # pycocotools packs a run in 5-bit chunks shifted in a C int: 6 chunks = 30 bits
 
 _short = reprlib.Repr()
@@ -255,7 +256,9 @@ def _decode_runs(text: bytes, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
     A run is stored in 1-6 characters of 5 data bits each (bit 0x20: another character follows;
     bit 0x10 of the last one: negative), least significant first; runs after the third are stored
-    as the difference to the run two before.
+    as the difference to the run two before. Vectorised without boolean-mask indexing: each string's
+    runs are laid out from an even position of a padded array, so the two delta chains of every
+    string are the even and odd slots of that array and decode with two strided cumulative sums.
 
     Args:
         text: the strings' bytes, concatenated; every byte is in pycocotools' alphabet (48..111).
@@ -266,39 +269,42 @@ def _decode_runs(text: bytes, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarr
         bool, True for strings with a run cut short at their end or longer than `_MAX_RUN_CHARS`.
     """
     chunks = np.frombuffer(text, np.uint8) - np.uint8(48)  # (C,) 6-bit chunks
-    lengths = lengths.astype(np.int32)
-    string_starts = np.cumsum(lengths, dtype=np.int32) - lengths  # (S,); int32: a batch is < 2^31 chars
-    last_chars = string_starts + lengths - 1
-    run_end = (chunks & 0x20) == 0
-    cut_short = ~run_end[last_chars]  # (S,) the last run never ends
+    lengths = np.asarray(lengths, np.int32)  # int32 below: a batch is far below 2^31 characters
+    last_chars = np.cumsum(lengths, dtype=np.int32) - 1  # (S,)
+    run_end = chunks < 0x20  # no continuation bit
+    bad = ~run_end[last_chars]  # (S,) the last run never ends
     run_end[last_chars] = True  # a run never continues into the next string
     ends = np.flatnonzero(run_end).astype(np.int32)  # (R,)
-    runs_per_string = np.add.reduceat(run_end, string_starts, dtype=np.int32)  # (S,)
+    runs_per_string = np.diff(np.searchsorted(ends, last_chars, side="right"), prepend=0)  # (S,)
     owner = np.repeat(np.arange(len(lengths), dtype=np.int32), runs_per_string)  # (R,)
-    first_run = np.cumsum(runs_per_string, dtype=np.int32) - runs_per_string  # (S,)
-    runs = (chunks[ends] & 0x1F).astype(np.int32)  # (R,) one-character runs are done here (most runs)
     run_chars = np.diff(ends, prepend=np.int32(-1))  # (R,)
-    bad = cut_short
-    multi = np.flatnonzero(run_chars > 1)  # runs of 2+ characters: least significant chunk first
-    if len(multi):
-        bad[owner[multi[run_chars[multi] > _MAX_RUN_CHARS]]] = True
-        chars = np.minimum(run_chars[multi], _MAX_RUN_CHARS)
-        starts = ends[multi] - run_chars[multi] + 1
-        value = np.zeros(len(multi), np.int32)
-        for k in range(_MAX_RUN_CHARS):
-            inside = k < chars
-            value[inside] += (chunks[starts[inside] + k] & 0x1F).astype(np.int32) << (5 * k)
-        runs[multi] = value
-    negative = np.flatnonzero(chunks[ends] & 0x10)  # x |= -1 << 5 * chars
-    runs[negative] -= np.int32(1) << (5 * np.minimum(run_chars[negative], _MAX_RUN_CHARS))
-    index = np.arange(len(runs), dtype=np.int32) - np.repeat(first_run, runs_per_string)  # within string
-    odd, even = (index & 1) == 1, ((index & 1) == 0) & (index >= 2)
-    decoded = runs.astype(np.int64)
-    for chain in (odd, even):  # rleFrString: if (m > 2) x += cnts[m - 2]
-        partial = np.cumsum(np.where(chain, decoded, 0))
-        before = partial[first_run] - np.where(chain[first_run], decoded[first_run], 0)  # (S,) sum before
-        decoded[chain] = (partial - np.repeat(before, runs_per_string))[chain]
-    return decoded, owner, bad
+    run_starts = ends - run_chars + 1
+    bad[owner[run_chars > _MAX_RUN_CHARS]] = True
+    position = np.arange(len(chunks), dtype=np.int32) - np.repeat(run_starts, run_chars)  # (C,)
+    np.minimum(position, _MAX_RUN_CHARS - 1, out=position)  # (a longer run is bad; small shifts)
+    position *= 5
+    # chunk k of a run holds bits 5k..5k+4; 6 chunks make at most 30 bits, so int32 holds the sums
+    runs = np.add.reduceat((chunks & 0x1F).astype(np.int32) << position, run_starts).astype(np.int64)
+    # sign: x |= -1 << 5 * chars (pycocotools works in a C int; 6 chunks = 30 bits)
+    sign = (chunks[ends] & 0x10).astype(bool)
+    runs[sign] -= np.int64(1) << (5 * np.minimum(run_chars[sign], _MAX_RUN_CHARS)).astype(np.int64)
+    # rleFrString: if (m > 2) x += cnts[m - 2], i.e. two running sums per string (runs 1,3,5,.. and 2,4,..)
+    padded = runs_per_string + (runs_per_string & 1)  # (S,) every string starts at an even slot
+    padded_first = np.cumsum(padded) - padded
+    first_run = np.cumsum(runs_per_string) - runs_per_string
+    slot = np.arange(len(runs)) + np.repeat(padded_first - first_run, runs_per_string)  # (R,)
+    lanes = np.zeros(int(padded.sum()), np.int64)
+    lanes[slot] = runs
+    first_value = lanes[padded_first].copy()  # run 0 is not in the chain of runs 2, 4, ...
+    lanes[padded_first] = 0
+    pairs = padded // 2
+    start_pair = padded_first // 2
+    for lane in (lanes[0::2], lanes[1::2]):  # views: cumulative sums restarted at every string
+        total = np.cumsum(lane)
+        before = total[start_pair] - lane[start_pair]  # (S,) the sum of earlier strings' lanes
+        lane[:] = total - np.repeat(before, pairs)
+    lanes[padded_first] = first_value
+    return lanes[slot], owner, bad
 
 
 def rle_string_problems(strings: list, pixels: list[int]) -> list[str | None]:
