@@ -109,3 +109,17 @@ def test_demo_with_pcan_weights_and_method_checks(weights, tmp_path, capsys):
     assert "holds a 'pcan' model" in capsys.readouterr().err
     assert main(["demo", "--method", "pcan", "--out", str(out), "--no-progress"]) == 2
     assert "no bundled pcan model" in capsys.readouterr().err
+
+
+def test_replacing_the_config_moves_the_heads_test_settings():
+    """``model.config = model.config.replace(...)`` reaches what the heads were built with (the
+    R-CNN score threshold, NMS, detections per frame, mask threshold, prototype freeze)."""
+    pcan = build_model(PCANConfig(**TINY)).eval()
+    assert pcan.roi_head.test_config.score_threshold == 0.5
+    pcan.config = pcan.config.replace(score_threshold=0.05, nms_threshold=0.6, detections_per_frame=7,
+                                      mask_threshold=0.4, freeze_prototypes_at_inference=True)
+    test = pcan.roi_head.test_config
+    assert (test.score_threshold, test.nms_iou_threshold, test.max_per_image) == (0.05, 0.6, 7)
+    assert pcan.roi_head.mask_threshold == 0.4
+    assert pcan.roi_head.refine_head.freeze_prototypes_at_inference is True
+    assert pcan.config.score_threshold == 0.05

@@ -17,6 +17,7 @@ moving at inference across videos, as official (``freeze_prototypes_at_inference
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -108,6 +109,24 @@ class PCAN(nn.Module):
     Args:
         config: the `PCANConfig`.
     """
+
+    @property
+    def config(self) -> PCANConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: PCANConfig) -> None:
+        """Replacing the config (e.g. ``model.config = model.config.replace(score_threshold=0.3)``)
+        also moves the test-time settings the heads were built with: R-CNN score / NMS / detections
+        per frame, the mask threshold and the refine head's prototype freeze."""
+        self._config = config
+        roi_head = self.__dict__.get("_modules", {}).get("roi_head")
+        if roi_head is not None:
+            roi_head.test_config = dataclasses.replace(
+                roi_head.test_config, score_threshold=config.score_threshold,
+                nms_iou_threshold=config.nms_threshold, max_per_image=config.detections_per_frame)
+            roi_head.mask_threshold = config.mask_threshold
+            roi_head.refine_head.freeze_prototypes_at_inference = config.freeze_prototypes_at_inference
 
     def __init__(self, config: PCANConfig):
         super().__init__()
