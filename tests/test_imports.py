@@ -3,7 +3,7 @@
 - the evaluation package and `streamvis evaluate` (through the CLI) pull in neither torch, nor
   matplotlib, nor scipy, and the fast loaders never import numpy.ma;
 - data/masks.py, data/ytvis.py and data/categories.py do not import torch;
-- viz.py imports matplotlib only inside its plotting function.
+- viz/ imports matplotlib only inside its plotting function (draw.plot_per_class_ap).
 """
 
 from __future__ import annotations

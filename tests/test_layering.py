@@ -1,7 +1,7 @@
 """Who may import whom (read from the source, nothing is imported): the seams of issue 9 stay closed.
 
-- no command imports another command (shared arguments live in commands/arguments.py, drawing in viz.py);
-- data/ does not import viz.py (the synthetic preview is drawn by the library's viz, called by `synth`);
+- no command imports another command (shared arguments live in commands/arguments.py, drawing in viz/);
+- data/ does not import viz/ (the synthetic preview is drawn by the library's viz, called by `synth`);
 - models/ does not import data/ (the input contract is ops/image.py);
 - no test or library module loads a benchmark script by path.
 """
