@@ -164,3 +164,52 @@ def check_resume_config(saved: Mapping[str, Any], current: Mapping[str, Any], *,
             f"another --output-dir (with --set train.init_weights=... to start from its weights)."
         )
     return [d for k, d in zip(changed, describe) if k != "output_dir"]
+
+
+def prepare_run_folder(cfg, info, *, resume: bool, overwrite: bool) -> list[str]:
+    """Refuse/clear an earlier run, or check the resumed config; rank 0 decides, all ranks agree
+    (`streamvis.engine.train` calls it with the `ExperimentConfig` and `distributed.DistInfo`).
+
+    Returns:
+        Notes for the log (files deleted by `overwrite`, allowed config changes on resume).
+    """
+    from streamvis.engine import distributed as du
+    from streamvis.errors import StreamvisError
+
+    outcome: tuple[str, str, list[str]] | None = None  # (error class, message, notes)
+    if info.is_main:
+        try:
+            outcome = ("", "", _prepare_folder_main(cfg, resume=resume, overwrite=overwrite))
+        except StreamvisError as err:
+            outcome = (type(err).__name__, str(err), [])
+    outcome = du.broadcast_object(outcome)
+    error_name, message, notes = outcome
+    if error_name:
+        raise globals().get(error_name, RunExistsError)(message)
+    return notes
+
+
+def _prepare_folder_main(cfg, *, resume: bool, overwrite: bool) -> list[str]:
+    from streamvis.config import read_yaml, to_dict
+    from streamvis.engine.checkpoint import Checkpointer
+    from streamvis.errors import StreamvisError
+
+    output_dir = Path(cfg.output_dir)
+    deleted = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    notes = [f"--overwrite: deleted the earlier run's {len(deleted)} files in {output_dir}"] * bool(deleted)
+    if not resume:
+        return notes
+    checkpointer = Checkpointer(output_dir)
+    checkpointer.remove_temporary_files()  # left by a process killed while writing
+    saved = output_dir / CONFIG_FILE
+    if saved.is_file():
+        try:  # schedule steps after every recorded checkpoint may still change (the oldest: a torn
+            records = checkpointer.records()  # newest one makes the run resume from an older one)
+        except StreamvisError:
+            records = []
+        iteration = min((r.iteration for r in records), default=None)
+        changes = check_resume_config(read_yaml(saved), to_dict(cfg), config_file=saved,
+                                      resumed_iteration=iteration)
+        notes += [f"--resume: {change} (allowed: it does not change the weights computed)"
+                  for change in changes]
+    return notes

@@ -3,12 +3,13 @@
 `train(cfg)` builds everything from an `ExperimentConfig` and runs `run_training`, the one
 explicit loop; checkpointing, logging, evaluation and the progress bar are hooks (hooks.py).
 
-Run folders (run_folder.py): training into a folder that holds an earlier run is refused unless
-``resume`` (continue it, with its saved config.yaml) or ``overwrite`` (delete its files first).
+Run folders (run_folder.py, `prepare_run_folder`): training into a folder that holds an earlier run
+is refused unless ``resume`` (continue it, with its saved config.yaml) or ``overwrite`` (delete its
+files first).
 
-Interruption: SIGINT (Ctrl-C) or SIGTERM lets the current iteration finish, saves a checkpoint of
-it and raises `TrainingInterrupted`, whose message is the exact command that resumes; a second
-signal quits at once. A SIGKILL loses at most the iterations since the last checkpoint: files are
+Interruption (interrupt.py): SIGINT (Ctrl-C) or SIGTERM lets the current iteration finish, saves a
+checkpoint of it and raises `TrainingInterrupted`, whose message is the exact command that resumes;
+a second signal quits at once. A SIGKILL loses at most the iterations since the last checkpoint: files are
 written atomically and every checkpoint's size and SHA-256 are recorded, so a resume skips a
 checkpoint torn afterwards (with a warning) and uses the previous complete one.
 
@@ -23,8 +24,6 @@ backward of advanced indexing adds with atomics in a timing-dependent order).
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -35,12 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamvis.config import ExperimentConfig, read_yaml, save_config, to_dict
+from streamvis.config import ExperimentConfig, save_config
 from streamvis.engine import distributed as du
 from streamvis.engine.checkpoint import (
     Checkpointer,
     load_checkpoint,
-    periodic_name,
     preserved_rng,
     restore_rng_state,
 )
@@ -57,13 +55,12 @@ from streamvis.engine.hooks import (
     TrainContext,
     log_main,
 )
-from streamvis.engine.run_folder import (
-    CONFIG_FILE,
-    RunExistsError,
-    check_resume_config,
-    prepare_output_dir,
-    resume_command,
+from streamvis.engine.interrupt import (
+    StopRequest,
+    TrainingInterrupted,  # noqa: F401  (callers import it from here)
+    stop_with_checkpoint,
 )
+from streamvis.engine.run_folder import CONFIG_FILE, prepare_run_folder
 from streamvis.engine.solver import build_lr_scheduler, build_optimizer, schedule_notes
 from streamvis.errors import ConfigError, StreamvisError
 
@@ -75,27 +72,6 @@ EvaluateFn = Callable[[nn.Module], dict]
 
 class LossNotFiniteError(StreamvisError):
     """A loss became NaN or infinite; training stopped and the last good checkpoint stays."""
-
-
-class TrainingInterrupted(StreamvisError):
-    """SIGINT/SIGTERM stopped training after a checkpoint of the current iteration was saved.
-
-    Attributes:
-        signal_number: the signal received (`signal.SIGINT` or `signal.SIGTERM`).
-        checkpoint: the checkpoint saved (None when none could be written).
-        command: the command that resumes the run exactly.
-    """
-
-    def __init__(self, message: str, *, signal_number: int, checkpoint: Path | None, command: str):
-        super().__init__(message)
-        self.signal_number = signal_number
-        self.checkpoint = checkpoint
-        self.command = command
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal number, as a shell reports a process stopped by it (130, 143)."""
-        return 128 + int(self.signal_number)
 
 
 @dataclass(frozen=True)
@@ -204,7 +180,7 @@ def train(
 def _train(cfg, info, device, resume, overwrite, build_model, build_loader, evaluate_fn, extra_hooks):
     batch_size = per_rank_batch_size(cfg.solver.ims_per_batch, info.world_size)
     output_dir = Path(cfg.output_dir)
-    notes = _prepare_folder(cfg, info, resume=resume, overwrite=overwrite)
+    notes = prepare_run_folder(cfg, info, resume=resume, overwrite=overwrite)
     ctx = _setup(cfg, info, device, build_model or _default_model)
     for note in notes + schedule_notes(cfg.solver):
         log_main(ctx, note)
@@ -230,49 +206,6 @@ def _train(cfg, info, device, resume, overwrite, build_model, build_loader, eval
     hooks = default_hooks(ctx, checkpointer, evaluate_fn) + list(extra_hooks)
     run_training(ctx, _wrap_model(ctx), loader, hooks)
     return TrainResult(output_dir, output_dir / "model_final.pth", ctx.iteration, dict(ctx.step_metrics))
-
-
-def _prepare_folder(cfg: ExperimentConfig, info: du.DistInfo, *, resume: bool, overwrite: bool) -> list[str]:
-    """Refuse/clear an earlier run, or check the resumed config; rank 0 decides, all ranks agree.
-
-    Returns:
-        Notes for the log (files deleted by `overwrite`, allowed config changes on resume).
-    """
-    outcome: tuple[str, str, list[str]] | None = None  # (error class, message, notes)
-    if info.is_main:
-        try:
-            outcome = ("", "", _prepare_folder_main(cfg, resume=resume, overwrite=overwrite))
-        except StreamvisError as err:
-            outcome = (type(err).__name__, str(err), [])
-    outcome = du.broadcast_object(outcome)
-    error_name, message, notes = outcome
-    if error_name:
-        from streamvis.engine import run_folder
-
-        raise getattr(run_folder, error_name, RunExistsError)(message)
-    return notes
-
-
-def _prepare_folder_main(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) -> list[str]:
-    output_dir = Path(cfg.output_dir)
-    deleted = prepare_output_dir(output_dir, resume=resume, overwrite=overwrite)
-    notes = [f"--overwrite: deleted the earlier run's {len(deleted)} files in {output_dir}"] * bool(deleted)
-    if not resume:
-        return notes
-    checkpointer = Checkpointer(output_dir)
-    checkpointer.remove_temporary_files()  # left by a process killed while writing
-    saved = output_dir / CONFIG_FILE
-    if saved.is_file():
-        try:  # schedule steps after every recorded checkpoint may still change (the oldest: a torn
-            records = checkpointer.records()  # newest one makes the run resume from an older one)
-        except StreamvisError:
-            records = []
-        iteration = min((r.iteration for r in records), default=None)
-        changes = check_resume_config(read_yaml(saved), to_dict(cfg), config_file=saved,
-                                      resumed_iteration=iteration)
-        notes += [f"--resume: {change} (allowed: it does not change the weights computed)"
-                  for change in changes]
-    return notes
 
 
 def _latest_complete(ctx: TrainContext, checkpointer: Checkpointer) -> Path | None:
@@ -393,78 +326,13 @@ def run_training(ctx: TrainContext, model: nn.Module, loader: Iterator, hooks: S
                 for hook in hooks:
                     hook.after_step(ctx)
                 if stop.agreed():
-                    _stop_with_checkpoint(ctx, hooks, stop.signal_number)
+                    stop_with_checkpoint(ctx, hooks, stop.signal_number)
             for hook in hooks:
                 hook.after_train(ctx)
     finally:
         for hook in hooks:
             if isinstance(hook, ProgressBar):
                 hook.close()  # so that an error message is not glued to the bar
-
-
-class StopRequest:
-    """Turns the first SIGINT/SIGTERM into a request to stop after the current iteration.
-
-    A second signal raises KeyboardInterrupt at once (the user insists). Handlers are installed
-    only in the main thread (Python delivers signals there) and restored on exit.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.signal_number: int = 0
-        self._previous: dict[int, object] = {}
-
-    def installed(self):
-        from contextlib import contextmanager
-
-        @contextmanager
-        def scope():
-            if threading.current_thread() is threading.main_thread():
-                for signum in self.SIGNALS:
-                    self._previous[signum] = signal.signal(signum, self._handle)
-            try:
-                yield self
-            finally:
-                for signum, handler in self._previous.items():
-                    signal.signal(signum, handler)
-                self._previous.clear()
-
-        return scope()
-
-    def _handle(self, signum, frame) -> None:
-        if self.signal_number:
-            raise KeyboardInterrupt
-        self.signal_number = signum
-        import sys
-
-        print(f"\n[streamvis train] {signal.Signals(signum).name} received: finishing this iteration and "
-              "saving a checkpoint (send it again to quit without saving)", file=sys.stderr, flush=True)
-
-    def agreed(self) -> bool:
-        """True on every rank when any rank received a signal (one tiny all_reduce when distributed)."""
-        if not du.is_dist():
-            return bool(self.signal_number)
-        flag = torch.tensor([float(self.signal_number)])
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        self.signal_number = int(flag.item())
-        return bool(self.signal_number)
-
-
-def _stop_with_checkpoint(ctx: TrainContext, hooks: Sequence[HookBase], signal_number: int) -> None:
-    """Save a checkpoint of the completed iteration `ctx.iteration`, then raise `TrainingInterrupted`."""
-    saver = next((h for h in hooks if isinstance(h, CheckpointHook)), None)
-    path = None
-    if saver is not None:
-        path = saver.checkpointer.output_dir / periodic_name(ctx.iteration)
-        if saver.last_saved_iteration != ctx.iteration:
-            saver.save_now(ctx, periodic_name(ctx.iteration))
-    command = resume_command(ctx.output_dir, world_size=ctx.dist.world_size)
-    name = signal.Signals(signal_number).name
-    saved = f"saved {path} (iteration {ctx.iteration} of {ctx.max_iter})" if path else "no checkpoint hook"
-    raise TrainingInterrupted(f"{name}: stopped after iteration {ctx.iteration}; {saved}. Resume exactly "
-                              f"where it stopped with: {command}",
-                              signal_number=signal_number, checkpoint=path, command=command)
 
 
 def train_step(ctx: TrainContext, model: nn.Module, loader: Iterator) -> dict[str, float]:
