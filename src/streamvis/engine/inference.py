@@ -157,6 +157,17 @@ def compile_network(model, *, mode: str | None = None):
     return names
 
 
+def check_compile(backend: str, compile: bool) -> None:
+    """``--compile`` is for the PyTorch backend only.
+
+    Raises:
+        StreamvisError: --compile with another backend.
+    """
+    if compile and backend != "torch":
+        raise StreamvisError(f"--compile compiles the PyTorch network; --backend {backend} runs its own "
+                             "graph optimizations: drop --compile")
+
+
 def prepare_frame_model(model, *, backend: str, precision: str | None, device="cpu", compile: bool = False):
     """Apply ``--precision`` and ``--compile`` to a loaded frame model (`export.backend.load_frame_model`).
 
@@ -167,10 +178,8 @@ def prepare_frame_model(model, *, backend: str, precision: str | None, device="c
         StreamvisError: an invalid backend/precision/device combination, or --compile with onnxruntime.
     """
     precision = check_precision(backend, precision, device)
+    check_compile(backend, compile)
     if compile:
-        if backend != "torch":
-            raise StreamvisError("--compile compiles the PyTorch network; --backend onnxruntime runs its "
-                                 "own graph optimizations: drop --compile")
         compile_network(model)
     if precision in AUTOCAST_DTYPES:
         return AutocastModel(model, precision)

@@ -165,7 +165,7 @@ def load_frame_model(weights, backend: str = "torch", precision: str | None = No
         MissingExtraError: onnxruntime is not installed.
         UnsupportedMethodError: backend "onnxruntime" for a method that cannot be exported yet.
     """
-    from streamvis.engine.inference import check_precision, prepare_frame_model
+    from streamvis.engine.inference import check_compile, check_precision, prepare_frame_model
 
     if backend not in BACKENDS:
         raise StreamvisError(f"--backend {backend!r}: choose one of {list(BACKENDS)}")
@@ -177,9 +177,7 @@ def load_frame_model(weights, backend: str = "torch", precision: str | None = No
                                  "backend needs a streamvis weights file (.pth)")
         return prepare_frame_model(load_model(path, device=device), backend=backend, precision=precision,
                                    device=device, compile=compile)
-    if compile:
-        raise StreamvisError("--compile compiles the PyTorch network; --backend onnxruntime runs its own "
-                             "graph optimizations: drop --compile")
+    check_compile(backend, compile)
     if torch.device(device).type != "cpu":
         raise StreamvisError(f"--backend onnxruntime runs on the CPU here; drop --device {device} "
                              "or use --backend torch for a GPU")

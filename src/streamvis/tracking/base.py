@@ -152,14 +152,12 @@ def to_host(*values) -> list:
 
 
 def _numpy(value, dtype) -> np.ndarray:
-    if hasattr(value, "numpy"):
-        if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16
-            value = value.float()
+    if hasattr(value, "numpy"):  # (half-precision outputs are float32 again: engine.inference.AutocastModel)
         value = value.numpy()
     return np.asarray(value, dtype=dtype)
 
 
-def _masks_numpy(masks) -> np.ndarray:
+def masks_numpy(masks) -> np.ndarray:
     """Bitmasks stay bool (no 4x float copy of the frame's masks); anything else becomes float32."""
     if hasattr(masks, "numpy"):
         masks = masks.numpy()
@@ -179,7 +177,7 @@ def unpack_instances(instances: Instances) -> TrackerDetections:
         scores=_numpy(scores, np.float32).reshape(count),
         classes=_numpy(classes, np.int64).reshape(count),
         embeddings=_numpy(embeddings, np.float32).reshape(count, -1 if count else 0),
-        masks=_masks_numpy(masks).reshape(count, height, width),
+        masks=masks_numpy(masks).reshape(count, height, width),
     )
 
 

@@ -50,7 +50,7 @@ from torch import Tensor
 
 from streamvis.errors import ConfigError, StreamvisError
 from streamvis.structures import Instances
-from streamvis.tracking.base import Track, encode_frame_masks, to_host
+from streamvis.tracking.base import Track, encode_frame_masks, masks_numpy, to_host
 
 MATCH_METRICS = ("bisoftmax", "softmax", "cosine")  # official QuasiDenseEmbedTracker.match_metric
 IOU_UNION_EPS = 1e-6  # mmdet 2.x bbox_overlaps: union clamped at 1e-6
@@ -413,9 +413,7 @@ class QuasiDenseVideoTracker:
         result = self.core.match(boxes, classes, embeds, frame_index,
                                  payload={"index": torch.arange(len(instances))})
         self.core.update_memo(result, frame_index)
-        if masks.dtype == torch.bfloat16:  # numpy has no bfloat16
-            masks = masks.float()
-        masks = masks.numpy()
+        masks = masks_numpy(masks)
         members = []
         for row in torch.nonzero(result.ids >= 0).flatten().tolist():
             det = int(result.payload["index"][row])
