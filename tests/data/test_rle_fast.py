@@ -1,0 +1,77 @@
+"""pycocotools' C parser as the RLE string check (`streamvis.data.rle_fast`) against the numpy decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamvis.data import rle_fast, validate
+from streamvis.data.validate import rle_string_problems
+
+pytestmark = pytest.mark.skipif(not rle_fast.available(), reason="pycocotools' rleFrString is not reachable here")
+
+
+def _runs(strings):
+    return np.array([sum(1 for c in s if c - 48 < 32) for s in strings])
+
+
+def _numpy_totals(strings):
+    runs, owner, _ = validate._decode_runs(b"".join(strings), np.array([len(s) for s in strings]))
+    totals = np.bincount(owner, weights=runs.astype(np.float64), minlength=len(strings)).astype(np.int64)
+    largest = np.full(len(strings), np.iinfo(np.int64).min)
+    np.maximum.at(largest, owner, runs)
+    return totals, largest
+
+
+def test_totals_equal_the_numpy_decoder_on_pycocotools_strings():
+    rng = np.random.default_rng(3)
+    strings = []
+    for _ in range(300):  # odd and even run counts, one-run strings, long runs (up to 6 chars)
+        h, w = int(rng.integers(1, 300)), int(rng.integers(1, 300))
+        mask = rng.random((h, w)) < rng.choice([0.0, 0.01, 0.5, 0.99, 1.0])
+        strings.append(mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"])
+    totals, largest = rle_fast.run_totals(strings, _runs(strings))
+    expected_totals, expected_largest = _numpy_totals(strings)
+    assert totals.tolist() == expected_totals.tolist()
+    assert largest.astype(np.int64).tolist() == expected_largest.tolist()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(alphabet=[chr(c) for c in range(48, 112)], min_size=1, max_size=12), min_size=1,
+                max_size=6), st.integers(1, 64))
+def test_same_reasons_as_the_numpy_decoder_on_arbitrary_strings(strings, pixels):
+    """Any mix (negative runs, cut-short runs, long runs, wrong totals) gets the numpy path's answer."""
+    encoded = [s.encode() for s in strings]
+    sizes = [pixels] * len(encoded)
+    assert rle_string_problems(encoded, sizes) == validate._rle_string_problems_numpy(encoded, sizes)
+
+
+def test_negative_runs_read_as_large_unsigned_values():
+    totals, largest = rle_fast.run_totals([b"0@", b"2@"], np.array([2, 2]))  # runs 0, -16 and 2, -16
+    assert largest.tolist() == [2**32 - 16] * 2
+    assert rle_string_problems([b"0@", b"2@"], [4, 4]) == ["the RLE counts string decodes to a negative run length"] * 2
+
+
+def test_the_numpy_path_is_used_where_the_parser_is_missing(monkeypatch):
+    calls = []
+    monkeypatch.setattr(rle_fast, "available", lambda: False)
+    monkeypatch.setattr(validate, "_rle_string_problems_numpy",
+                        lambda enc, px: calls.append(len(enc)) or [None] * len(enc))
+    assert rle_string_problems(["0o", "8"], [48, 48]) == [None, None]
+    assert calls == [2]
+
+
+def test_only_failing_strings_reach_the_numpy_decoder(monkeypatch):
+    good = mask_util.encode(np.asfortranarray(np.eye(6, 8, dtype=np.uint8)))["counts"]
+    seen = []
+    original = validate._rle_string_problems_numpy
+    monkeypatch.setattr(validate, "_rle_string_problems_numpy",
+                        lambda enc, px: seen.extend(enc) or original(enc, px))
+    reasons = rle_string_problems([good, "8", good, "", good], [48] * 5)
+    assert reasons[0] is None and reasons[2] is None and reasons[4] is None
+    assert "sum to 8" in reasons[1] and "empty" in reasons[3]
+    assert seen == [b"8", b""]
