@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from streamvis.data import rle_fast, validate
 from streamvis.data.validate import rle_string_problems
 
-pytestmark = pytest.mark.skipif(not rle_fast.available(), reason="pycocotools' rleFrString is not reachable here")
+pytestmark = pytest.mark.skipif(not rle_fast.available(),
+                                reason="pycocotools' rleFrString is not reachable here")
 
 
 def _runs(strings):
@@ -33,10 +34,28 @@ def test_totals_equal_the_numpy_decoder_on_pycocotools_strings():
         h, w = int(rng.integers(1, 300)), int(rng.integers(1, 300))
         mask = rng.random((h, w)) < rng.choice([0.0, 0.01, 0.5, 0.99, 1.0])
         strings.append(mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"])
-    totals, largest = rle_fast.run_totals(strings, _runs(strings))
+    totals, largest, areas = rle_fast.run_totals(strings, _runs(strings))
     expected_totals, expected_largest = _numpy_totals(strings)
     assert totals.tolist() == expected_totals.tolist()
     assert largest.astype(np.int64).tolist() == expected_largest.tolist()
+    rles = [{"size": [1, 1], "counts": c} for c in strings]  # area() does not read the size
+    expected_areas = [int(a) for s in range(0, len(rles), 200) for a in mask_util.area(rles[s : s + 200])]
+    assert areas.tolist() == expected_areas
+
+
+def test_remembered_areas_serve_the_evaluator_only_inside_the_block():
+    from streamvis.evaluation.tables import rle_areas
+
+    mask = np.zeros((6, 8), np.uint8)
+    mask[1:4, 2:5] = 1
+    counts = mask_util.encode(np.asfortranarray(mask))["counts"].decode()
+    with rle_fast.remember_areas() as memo:
+        assert rle_string_problems([counts], [48]) == [None]
+        assert memo == {counts: 9}
+        memo[counts] = 5  # what the evaluator reads comes from the memo, not from another parse
+        assert rle_areas([{"size": [6, 8], "counts": counts}]).tolist() == [5.0]
+    assert rle_fast.known_areas([counts]) is None
+    assert rle_areas([{"size": [6, 8], "counts": counts}]).tolist() == [9.0]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,
@@ -51,9 +70,10 @@ def test_same_reasons_as_the_numpy_decoder_on_arbitrary_strings(strings, pixels)
 
 
 def test_negative_runs_read_as_large_unsigned_values():
-    totals, largest = rle_fast.run_totals([b"0@", b"2@"], np.array([2, 2]))  # runs 0, -16 and 2, -16
+    _, largest, _ = rle_fast.run_totals([b"0@", b"2@"], np.array([2, 2]))  # runs 0, -16 and 2, -16
     assert largest.tolist() == [2**32 - 16] * 2
-    assert rle_string_problems([b"0@", b"2@"], [4, 4]) == ["the RLE counts string decodes to a negative run length"] * 2
+    negative = "the RLE counts string decodes to a negative run length"
+    assert rle_string_problems([b"0@", b"2@"], [4, 4]) == [negative] * 2
 
 
 def test_the_numpy_path_is_used_where_the_parser_is_missing(monkeypatch):

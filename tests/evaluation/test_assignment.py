@@ -76,3 +76,17 @@ def test_tie_dependent_golden_case_runs_without_scipy():
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert json.loads((CASES / "case_012" / "expected_trackeval.json").read_text())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_single_rows_and_columns_take_scipy_s_choice_among_ties(monkeypatch, seed):
+    """The vector shortcut (no solver at all) against scipy, on tie-heavy rows and columns."""
+    monkeypatch.setattr(assignment, "_scipy_imported", lambda: False)
+    monkeypatch.setattr(assignment, "solve_in_python", lambda m: pytest.fail("vector sent to the solver"))
+    rng = np.random.default_rng(seed)
+    for trial in range(2000):
+        n = int(rng.integers(1, 12))
+        values = rng.integers(0, 3, n).astype(float) if trial % 2 else -rng.choice([0.0, -0.0, 0.5], n)
+        for matrix in (values[None, :], values[:, None]):
+            expected, got = scipy_solver(matrix), linear_sum_assignment(matrix)
+            assert [a.tolist() for a in got] == [a.tolist() for a in expected], matrix

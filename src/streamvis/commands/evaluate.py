@@ -150,6 +150,16 @@ def _warn_missing_videos(gt: dict, results: list[dict]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    metrics_asked = parse_metrics(args.metrics, args.format)
+    if args.format != "ytvis":
+        return _run_tracking_only(args, metrics_asked)
+    from streamvis.data import rle_fast
+
+    with rle_fast.remember_areas():  # the RLE check's mask areas serve the evaluation too
+        return _run_ytvis(args, metrics_asked)
+
+
+def _run_ytvis(args: argparse.Namespace, metrics_asked: tuple[str, ...]) -> int:
     import sys
     import warnings
 
@@ -157,9 +167,6 @@ def _run(args: argparse.Namespace) -> int:
     from streamvis.evaluation import evaluate, format_table
     from streamvis.utils.io import atomic_write_json
 
-    metrics_asked = parse_metrics(args.metrics, args.format)
-    if args.format != "ytvis":
-        return _run_tracking_only(args, metrics_asked)
     if not Path(args.gt).is_file():
         load_ytvis(args.gt)  # raises the usual "file not found" / "not a file" error
     # the (large) results file is parsed first, so that its parse-time memory peak and the ground

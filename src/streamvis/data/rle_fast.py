@@ -27,11 +27,12 @@ the caller keeps the numpy path.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 
 import numpy as np
 
-__all__ = ["available", "run_totals"]
+__all__ = ["available", "known_areas", "record_areas", "remember_areas", "run_totals"]
 
 _LEAD = b"0000"  # four zero runs: every real string starts at a run index >= 4 (delta-coded, even)
 _state: dict = {}
@@ -76,8 +77,10 @@ def _parse(text: bytes) -> np.ndarray:
         free(ctypes.byref(rle))
 
 
-def run_totals(strings: list[bytes], runs_per_string: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum and largest run of each string, as pycocotools reads it.
+def run_totals(
+    strings: list[bytes], runs_per_string: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum, largest run and foreground area of each string, as pycocotools reads it.
 
     Args:
         strings: S non-empty counts strings, each in pycocotools' alphabet and ending with a
@@ -85,8 +88,9 @@ def run_totals(strings: list[bytes], runs_per_string: np.ndarray) -> tuple[np.nd
         runs_per_string: (S,) the number of runs of each (characters without the continuation bit).
 
     Returns:
-        (totals, largest): (S,) int64 sums of the runs and (S,) the largest run (uint32; a negative
-        run reads as a value >= 2**31).
+        (totals, largest, areas): (S,) int64 sums of the runs, (S,) the largest run (uint32; a
+        negative run reads as a value >= 2**31) and (S,) int64 sums of the odd runs (the mask area,
+        as ``pycocotools.mask.area`` gives it for a valid string).
     """
     n = np.asarray(runs_per_string, dtype=np.int64)
     odd = (n & 1).astype(bool).tolist()
@@ -107,10 +111,10 @@ def run_totals(strings: list[bytes], runs_per_string: np.ndarray) -> tuple[np.nd
     even[first_pair] = runs[start] - runs[start - 2]
     odd_runs = pairs[:, 1] - np.repeat(runs[start - 1], num_pairs)
     odd_runs[first_pair[n & 1 == 1] + num_pairs[n & 1 == 1] - 1] = 0  # a padding run is not the string's
-    totals = np.add.reduceat(even, first_pair, dtype=np.int64)
-    totals += np.add.reduceat(odd_runs, first_pair, dtype=np.int64)
+    areas = np.add.reduceat(odd_runs, first_pair, dtype=np.int64)
+    totals = np.add.reduceat(even, first_pair, dtype=np.int64) + areas
     largest = np.maximum(np.maximum.reduceat(even, first_pair), np.maximum.reduceat(odd_runs, first_pair))
-    return totals, largest
+    return totals, largest, areas
 
 
 def available() -> bool:
@@ -136,10 +140,44 @@ def _self_test() -> bool:
         expected_totals.append(height * width)
     strings += [b"0@", b"8"]  # a negative second run (-16); one run of 8
     runs = np.array([sum(1 for c in s if c - 48 < 32) for s in strings])
-    totals, largest = run_totals(strings, runs)
+    totals, largest, _ = run_totals(strings, runs)
     return (
         totals[:-2].tolist() == expected_totals
         and int(largest[-2]) == 2**32 - 16
         and int(totals[-1]) == 8
         and int(largest[-1]) == 8
     )
+
+
+# ---------------------------------------------------------------------------------------- areas
+_memo: list[dict] = []  # the innermost `remember_areas` block's {counts string: area}
+
+
+@contextlib.contextmanager
+def remember_areas():
+    """Within the block, the areas of the strings the validator checks are kept for `known_areas`.
+
+    The RLE check computes every valid string's area on the way (the sum of its odd runs); the
+    evaluator needs the same areas (``pycocotools.mask.area``, another parse of every string).
+    A mask's area depends on its counts string alone, so the strings are the keys. The memo lives
+    only as long as the block (``streamvis evaluate`` wraps one evaluation in it).
+    """
+    _memo.append({})
+    try:
+        yield _memo[-1]
+    finally:
+        _memo.pop()
+
+
+def record_areas(strings: list, areas) -> None:
+    """Keep `areas` of `strings` (counts str/bytes) when a `remember_areas` block is open."""
+    if _memo:
+        _memo[-1].update(zip(strings, areas))
+
+
+def known_areas(strings: list) -> list | None:
+    """The remembered areas of `strings` (None for each one not remembered), or None without a block."""
+    if not _memo:
+        return None
+    get = _memo[-1].get
+    return [get(s) for s in strings]

@@ -343,10 +343,12 @@ def rle_string_problems(strings: list, pixels: list[int]) -> list[str | None]:
     good = np.flatnonzero(~suspect)
     recheck = np.flatnonzero(suspect).tolist()
     if good.size:
-        totals, largest = rle_fast.run_totals([encoded[i] for i in good.tolist()], runs[good])
+        totals, largest, areas = rle_fast.run_totals([encoded[i] for i in good.tolist()], runs[good])
         expected = np.asarray(pixels, dtype=np.int64)[good]
         failed = (totals != expected) | (largest > expected)
         recheck += good[failed].tolist()
+        valid = good[~failed].tolist()
+        rle_fast.record_areas([strings[i] for i in valid], areas[~failed].tolist())
     reasons: list[str | None] = [None] * len(encoded)
     if recheck:
         recheck.sort()
@@ -394,11 +396,12 @@ class _RleBatch:
     """Compressed RLE strings collected during a pass, checked in bulk (`rle_string_problems`)."""
 
     def __init__(self):
-        self.items: list[tuple] = []  # (counts, pixels, problem template kwargs)
+        self.items: list[tuple] = []  # (counts, pixels, frame, problem context kwargs)
         self.chars = 0
 
-    def add(self, counts, pixels: int, **where) -> None:
-        self.items.append((counts, pixels, where))
+    def add(self, counts, pixels: int, frame: int, where: dict) -> None:
+        """Queue frame `frame`'s counts; a problem names ``segmentations[frame].counts`` and `where`."""
+        self.items.append((counts, pixels, frame, where))
         self.chars += len(counts)
 
     @property
@@ -409,10 +412,11 @@ class _RleBatch:
         items, self.items, self.chars = self.items, [], 0
         if not items:
             return
-        reasons = rle_string_problems([c for c, _, _ in items], [p for _, p, _ in items])
-        for (_, _, where), reason in zip(items, reasons):
+        reasons = rle_string_problems([item[0] for item in items], [item[1] for item in items])
+        for (_, _, frame, where), reason in zip(items, reasons):
             if reason is not None:
-                yield Problem("bad_segmentation", reason, **where)
+                yield Problem("bad_segmentation", reason, field=f"segmentations[{frame}].counts", frame=frame,
+                              **where)
 
 
 # ------------------------------------------------------------------------------------ annotations
@@ -532,14 +536,14 @@ def _segmentation_problems(segs: list, frames: _Frames, rle_only: bool, batch: _
     height, width = frames.height, frames.width
     if height is None or width is None:
         return  # the video's size is invalid (reported with the video)
-    size = [height, width]
+    size, pixels, add = [height, width], height * width, batch.add
     for f, seg in enumerate(segs):
         if seg is None:
             continue
-        field = f"segmentations[{f}]"
         if type(seg) is dict and seg.get("size") == size and type(seg.get("counts")) in (str, bytes):
-            batch.add(seg["counts"], height * width, field=f"{field}.counts", frame=f, **where)
+            add(seg["counts"], pixels, f, where)  # the common case, kept lean
             continue
+        field = f"segmentations[{f}]"
         if rle_only and not isinstance(seg, dict):
             yield Problem("bad_segmentation",
                           f"a result segmentation must be an RLE dict or null, got {type(seg).__name__}",
@@ -555,7 +559,7 @@ def _segmentation_problems(segs: list, frames: _Frames, rle_only: bool, batch: _
             if reason:
                 yield Problem("bad_segmentation", reason, field=field, frame=f, **where)
         elif isinstance(seg["counts"], (str, bytes)):
-            batch.add(seg["counts"], height * width, field=f"{field}.counts", frame=f, **where)
+            add(seg["counts"], pixels, f, where)
 
 
 def _box_and_area_problems(ann: dict, length: int | None, **where) -> Iterator[Problem]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pycocotools.mask as mask_util
 
-__all__ = ["SequenceData", "build_sequence", "one_sided_sequence", "to_rle"]
+__all__ = ["SequenceData", "build_sequence", "frame_similarities", "one_sided_sequence", "to_rle"]
 
 EPS = float(np.finfo(float).eps)  # TrackEval's slack in threshold comparisons
 # TrackEval KittiMOTS: an unmatched tracker det more than half inside the ignore region is removed
@@ -118,7 +118,68 @@ def _mots_unmatched(similarity: np.ndarray) -> np.ndarray:
     return np.delete(unmatched, cols[scores[rows, cols] > 0 + EPS])
 
 
-def build_sequence(gt_tracks: list, dt_tracks: list, video: dict, ignore: list | None = None) -> SequenceData:
+def _counts(seg, height: int, width: int):
+    if type(seg) is dict and type(seg.get("counts")) in (str, bytes):
+        return seg["counts"]
+    return to_rle(seg, height, width)["counts"]
+
+
+def frame_similarities(jobs: list[tuple[list, list, dict]]) -> list[tuple[np.ndarray, ...]]:
+    """The per-frame mask IoUs of many sequences at once (few pycocotools calls for all of them).
+
+    Args:
+        jobs: ``(gt_tracks, dt_tracks, video)`` per sequence, as `build_sequence` takes them.
+
+    Returns:
+        Per job, ``(t, g, k, iou)``: (P,) frame, GT track, predicted track and their IoU, for every
+        pair with IoU above 0 on a frame where both have a det (the other pairs' IoU is 0). The IoUs
+        are bit for bit ``pycocotools.mask.iou`` of the two masks (`video_iou.same_key_ratios`).
+    """
+    from streamvis.evaluation.video_iou import frame_masks, same_key_ratios
+
+    gt_cols, dt_cols, gt_parts, dt_parts = [], [], ([], [], []), ([], [], [])
+    offsets, offset, widest = [], 0, 1
+    for gt_tracks, dt_tracks, video in jobs:
+        length, height, width = video["length"], video["height"], video["width"]
+        offsets.append(offset)
+        widest = max(widest, width)
+        gt_frames = set()
+        for tracks, columns, (keys, heights, counts), wanted in (
+            (gt_tracks, gt_cols, gt_parts, None),
+            (dt_tracks, dt_cols, dt_parts, gt_frames),
+        ):
+            for column, segs in enumerate(tracks):
+                for t, seg in enumerate(segs):
+                    if seg is None or (wanted is not None and t not in wanted):
+                        continue
+                    if wanted is None:
+                        gt_frames.add(t)
+                    columns.append(column)
+                    keys.append(offset + t)
+                    heights.append(height)
+                    counts.append(_counts(seg, height, width))
+        offset += length
+    empty = np.zeros(0, np.int64)
+    if not gt_cols or not dt_cols:
+        return [(empty, empty, empty, np.zeros(0))] * len(jobs)
+    gt = frame_masks(gt_cols, gt_parts[0], gt_parts[1], gt_parts[2], np.zeros(len(gt_cols)))
+    dt = frame_masks(dt_cols, dt_parts[0], dt_parts[1], dt_parts[2], np.zeros(len(dt_cols)))
+    rows, cols, ratio = same_key_ratios(dt, gt, widest)
+    keys = dt.key[rows]
+    job = np.searchsorted(np.asarray(offsets, np.int64), keys, side="right") - 1
+    order = np.argsort(job, kind="stable")
+    bounds = np.searchsorted(job[order], np.arange(len(jobs) + 1))
+    t = keys - np.asarray(offsets, np.int64)[job]
+    g, k = gt.owner[cols], dt.owner[rows]
+    return [
+        (t[order[a:b]], g[order[a:b]], k[order[a:b]], ratio[order[a:b]])
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())
+    ]
+
+
+def build_sequence(
+    gt_tracks: list, dt_tracks: list, video: dict, ignore: list | None = None, ious: tuple | None = None
+) -> SequenceData:
     """Dense `SequenceData` of one class in one video, with the IoUs of every frame.
 
     Args:
@@ -126,10 +187,16 @@ def build_sequence(gt_tracks: list, dt_tracks: list, video: dict, ignore: list |
             file order.
         video: the video dict (``length``, ``height``, ``width``).
         ignore: MOTS only: per frame, the united ignore-region RLE or None.
+        ious: the sequence's ``(t, g, k, iou)`` from `frame_similarities` (then no mask is decoded
+            here; not with `ignore`).
     """
     length, height, width = video["length"], video["height"], video["width"]
     gt_present, dt_present = _presence(gt_tracks, length), _presence(dt_tracks, length)
     similarity = np.zeros((length, len(gt_tracks), len(dt_tracks)))
+    if ious is not None and not ignore:
+        t, g, k, values = ious
+        similarity[t, g, k] = values
+        return SequenceData.from_arrays(gt_present, dt_present, similarity)
     has_gt, has_dt = gt_present.any(1), dt_present.any(1)
     ignored = np.array([r is not None for r in ignore], dtype=bool) if ignore else np.zeros(length, bool)
     for t in np.flatnonzero(has_dt & (has_gt | ignored)):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pycocotools.mask as mask_util
 
+from streamvis.data import rle_fast
 from streamvis.data.masks import segmentation_to_rle
 
 __all__ = ["GroundTruthTable", "ResultsTable", "build_gt_table", "build_results_table", "rle_areas"]
@@ -150,7 +151,19 @@ _AREA_CHUNK = 255  # pycocotools 2.0.11 `area` overflows a uint8 for lists of 25
 
 
 def rle_areas(rles: list) -> np.ndarray:
-    """(N,) float64 areas of compressed RLE dicts, in few pycocotools calls."""
+    """(N,) float64 areas of compressed RLE dicts, in few pycocotools calls.
+
+    Areas the RLE check already computed (inside `streamvis.data.rle_fast.remember_areas`) are
+    taken from there; pycocotools computes the others.
+    """
+    known = rle_fast.known_areas([r["counts"] for r in rles])
+    if known is not None:
+        missing = [i for i, a in enumerate(known) if a is None]
+        if len(missing) < len(rles):
+            areas = np.array([0 if a is None else a for a in known], dtype=np.float64)
+            if missing:
+                areas[missing] = rle_areas([rles[i] for i in missing])  # all unknown: pycocotools
+            return areas
     chunks = [mask_util.area(rles[i : i + _AREA_CHUNK]) for i in range(0, len(rles), _AREA_CHUNK)]
     return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
 

@@ -1,7 +1,8 @@
 """Tracking metrics of a results list: HOTA, CLEAR (MOTS), Identity and Count, as TrackEval 1.3.0.
 
 One pass over the videos: per (video, class), the mask IoUs of every frame are computed once
-(pycocotools, one call per frame, `sequences.build_sequence`) and every metric family (`hota`,
+(batched over all sequences in a few pycocotools calls, `sequences.frame_similarities`; MOTS
+sequences with ignore regions one call per frame) and every metric family (`hota`,
 `clear`, `identity`) reads them; a class with dets on one side only needs no IoU at all (every
 metric returns early on it). Rows combine over videos per class, then over classes
 into TrackEval's two combined rows ``cls_comb_cls_av`` (plain mean of ratios over all classes) and
@@ -36,7 +37,13 @@ import pycocotools.mask as mask_util
 
 from streamvis.errors import StreamvisError
 from streamvis.evaluation import clear, hota, identity
-from streamvis.evaluation.sequences import SequenceData, build_sequence, one_sided_sequence, to_rle
+from streamvis.evaluation.sequences import (
+    SequenceData,
+    build_sequence,
+    frame_similarities,
+    one_sided_sequence,
+    to_rle,
+)
 
 __all__ = [
     "FAMILIES",
@@ -307,6 +314,7 @@ def evaluate_tracking(
     per_video: dict[str, dict[int, dict]] = {}
     by_class: dict[int, list[dict]] = {c: [] for c in class_ids}
     video_names, video_frames = {}, {}
+    pairs = []  # (name, class id, gt tracks, predicted tracks, video, ignore regions)
     for video, name in zip(gt["videos"], _video_names(gt["videos"])):
         vid = video["id"]
         video_names[name], video_frames[name] = vid, video["length"]
@@ -315,17 +323,24 @@ def evaluate_tracking(
         regions = _ignore_regions(video, ignore[vid]) if mots else None
         for class_id in class_ids:
             gt_segs, dt_segs = gt_by_class.get(class_id, []), dt_by_class.get(class_id, [])
-            if gt_segs and dt_segs or (dt_segs and regions):
-                seq = build_sequence(gt_segs, dt_segs, video, regions)
-            elif gt_segs or dt_segs:  # dets on one side only: counted, no IoU needed
-                seq = one_sided_sequence(gt_segs, dt_segs, video["length"])
-            else:
-                continue
-            if seq.num_gt_dets == 0 and seq.num_tracker_dets == 0:
-                continue  # every det of the class was removed, or all its tracks are null
-            rows = _sequence_rows(seq, families)
-            per_video[name][class_id] = rows
-            by_class[class_id].append(rows)
+            if gt_segs or dt_segs:
+                pairs.append((name, class_id, gt_segs, dt_segs, video, regions))
+    # the per-frame IoUs of every sequence without ignore regions, in a few batched pycocotools calls
+    batched = [p for p in pairs if p[2] and p[3] and not p[5]]
+    similarities = dict(zip(
+        [id(p) for p in batched], frame_similarities([(p[2], p[3], p[4]) for p in batched])
+    ))
+    for pair in pairs:
+        name, class_id, gt_segs, dt_segs, video, regions = pair
+        if gt_segs and dt_segs or (dt_segs and regions):
+            seq = build_sequence(gt_segs, dt_segs, video, regions, similarities.get(id(pair)))
+        else:  # dets on one side only: counted, no IoU needed
+            seq = one_sided_sequence(gt_segs, dt_segs, video["length"])
+        if seq.num_gt_dets == 0 and seq.num_tracker_dets == 0:
+            continue  # every det of the class was removed, or all its tracks are null
+        rows = _sequence_rows(seq, families)
+        per_video[name][class_id] = rows
+        by_class[class_id].append(rows)
     per_class = {c: _combine(rows or [_empty_rows(families)], "sequences") for c, rows in by_class.items()}
     class_rows = [per_class[c] for c in class_ids] or [_empty_rows(families)]
     return TrackingResult(

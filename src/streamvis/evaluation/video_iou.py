@@ -23,7 +23,15 @@ import pycocotools.mask as mask_util
 
 from streamvis.evaluation import setops
 
-__all__ = ["FrameMasks", "frame_masks", "pair_intersections", "same_frame_pairs", "select_masks", "video_iou"]
+__all__ = [
+    "FrameMasks",
+    "frame_masks",
+    "pair_intersections",
+    "same_frame_pairs",
+    "same_key_ratios",
+    "select_masks",
+    "video_iou",
+]
 
 # bounds the (masks x masks) ratio matrix of one pycocotools call; 1 << 12 measured faster than 1 << 14
 _MAX_PAIRS_PER_CALL = 1 << 12
@@ -114,6 +122,39 @@ def same_frame_pairs(dt: FrameMasks, gt: FrameMasks) -> tuple[np.ndarray, np.nda
     return dt_index, start + np.arange(dt_index.size)
 
 
+def same_key_ratios(dt: FrameMasks, gt: FrameMasks, base_width: int):
+    """pycocotools' IoU of every (prediction mask, ground-truth mask) pair with the same frame key.
+
+    Args:
+        dt, gt: masks sorted by key (`frame_masks`); their ``areas`` are not read.
+        base_width: at least the largest frame width (nominal widths are ``base_width + key``).
+
+    Returns:
+        (rows, cols, ratio): positions in `dt` and `gt` of the pairs whose IoU is above 0 (the
+        others are disjoint or empty), and that IoU (float64, bit for bit what
+        ``pycocotools.mask.iou`` gives for the two masks alone).
+    """
+    all_rows, all_cols, all_ratios = [], [], []
+    for d_part, g_part in _chunks(dt.key, gt.key):
+        if d_part.stop <= d_part.start or g_part.stop <= g_part.start:
+            continue
+        ratio = np.asarray(
+            mask_util.iou(
+                _rles(dt, d_part, base_width),
+                _rles(gt, g_part, base_width),
+                [0] * (g_part.stop - g_part.start),
+            )
+        )
+        same = dt.key[d_part, None] == gt.key[None, g_part]
+        rows, cols = np.nonzero(same & (ratio > 0))  # -1: other frame; 0: disjoint
+        all_ratios.append(ratio[rows, cols])
+        all_rows.append(rows + d_part.start)
+        all_cols.append(cols + g_part.start)
+    if not all_rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(all_rows), np.concatenate(all_cols), np.concatenate(all_ratios)
+
+
 def pair_intersections(dt: FrameMasks, gt: FrameMasks, base_width: int):
     """Sums over frames of the intersection areas of (prediction, ground truth) track pairs.
 
@@ -129,27 +170,12 @@ def pair_intersections(dt: FrameMasks, gt: FrameMasks, base_width: int):
     # only non-empty masks of frames that both sides have can intersect: the others are not decoded
     dt = select_masks(dt, (dt.areas > 0) & setops.isin(dt.key, gt.key[gt.areas > 0]))
     gt = select_masks(gt, (gt.areas > 0) & setops.isin(gt.key, dt.key))
-    pair_keys, values = [], []
-    for d_part, g_part in _chunks(dt.key, gt.key):
-        if d_part.stop <= d_part.start or g_part.stop <= g_part.start:
-            continue
-        ratio = np.asarray(
-            mask_util.iou(
-                _rles(dt, d_part, base_width),
-                _rles(gt, g_part, base_width),
-                [0] * (g_part.stop - g_part.start),
-            )
-        )
-        same = dt.key[d_part, None] == gt.key[None, g_part]
-        rows, cols = np.nonzero(same & (ratio > 0))  # -1: other frame; 0: disjoint
-        o = ratio[rows, cols]
-        rows, cols = rows + d_part.start, cols + g_part.start
-        values.append(np.rint(o * (dt.areas[rows] + gt.areas[cols]) / (1.0 + o)))
-        pair_keys.append(dt.owner[rows] * num_gt + gt.owner[cols])
-    if not pair_keys:
+    rows, cols, o = same_key_ratios(dt, gt, base_width)
+    if not rows.size:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    unique, inverse = setops.unique_inverse(np.concatenate(pair_keys))
-    summed = np.bincount(inverse, np.concatenate(values), minlength=unique.size).astype(np.float64)
+    values = np.rint(o * (dt.areas[rows] + gt.areas[cols]) / (1.0 + o))
+    unique, inverse = setops.unique_inverse(dt.owner[rows] * num_gt + gt.owner[cols])
+    summed = np.bincount(inverse, values, minlength=unique.size).astype(np.float64)
     return unique // num_gt, unique % num_gt, summed
 
 
