@@ -96,19 +96,42 @@ def _alignment(seq: SequenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _matches(seq: SequenceData, alignment: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The per-frame Hungarian matches of all frames: GT columns, tracker columns and their IoUs (M,)."""
+    """The per-frame Hungarian matches of all frames: GT columns, tracker columns and their IoUs (M,).
+
+    A frame with one GT det or one tracker det (most frames) is a single row or column: scipy then
+    takes the first highest score (`assignment`), found for all such frames at once; the others go
+    through the solver. Matches stay in frame order (the sums over them are order-sensitive).
+    """
     from streamvis.evaluation.assignment import linear_sum_assignment
 
-    gts, trackers, ious = [], [], []
-    for gt_cols, dt_cols, similarity in seq.matched_frames():
+    gt_present, tracker_present = seq.gt_present, seq.tracker_present
+    both = np.flatnonzero(gt_present.any(1) & tracker_present.any(1))
+    if both.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    single = (gt_present[both].sum(1) == 1) | (tracker_present[both].sum(1) == 1)
+    frames, gts, trackers, ious = [], [], [], []
+    if single.any():
+        t = both[single]
+        similarity = seq.similarity[t]  # (F, G, K)
+        present = gt_present[t][:, :, None] & tracker_present[t][:, None, :]
+        score = np.where(present, alignment[None] * similarity, -np.inf).reshape(t.size, -1)
+        best = np.argmax(score, axis=1)  # first highest, row-major: (g, k) in the solver's order
+        g, k = np.divmod(best, similarity.shape[2])
+        frames.append(t)
+        gts.append(g)
+        trackers.append(k)
+        ious.append(similarity[np.arange(t.size), g, k])
+    for t in both[~single].tolist():
+        gt_cols, dt_cols = np.flatnonzero(gt_present[t]), np.flatnonzero(tracker_present[t])
+        similarity = seq.similarity[t][gt_cols[:, None], dt_cols]
         rows, cols = linear_sum_assignment(-(alignment[gt_cols[:, None], dt_cols] * similarity))
+        frames.append(np.full(rows.size, t))
         gts.append(gt_cols[rows])
         trackers.append(dt_cols[cols])
         ious.append(similarity[rows, cols])
-    if not gts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
-    return np.concatenate(gts), np.concatenate(trackers), np.concatenate(ious)
+    order = np.argsort(np.concatenate(frames), kind="stable")
+    return np.concatenate(gts)[order], np.concatenate(trackers)[order], np.concatenate(ious)[order]
 
 
 def hota_sequence(seq: SequenceData) -> dict:
