@@ -150,7 +150,7 @@ def _self_test() -> bool:
 
 
 # ---------------------------------------------------------------------------------------- areas
-_memo: list[dict] = []  # the innermost `remember_areas` block's {counts string: area}
+_memo: list[dict] = []  # the innermost `remember_areas` block's {id(counts): (counts, area)}
 
 
 @contextlib.contextmanager
@@ -159,8 +159,9 @@ def remember_areas():
 
     The RLE check computes every valid string's area on the way (the sum of its odd runs); the
     evaluator needs the same areas (``pycocotools.mask.area``, another parse of every string).
-    A mask's area depends on its counts string alone, so the strings are the keys. The memo lives
-    only as long as the block (``streamvis evaluate`` wraps one evaluation in it).
+    Entries are keyed by the counts object's identity (hashing 60 MB of strings would cost more than
+    a parse) and hold a reference to it, so no other object can take its id while the memo lives;
+    the memo lives only as long as the block (``streamvis evaluate`` wraps one evaluation in it).
     """
     _memo.append({})
     try:
@@ -172,12 +173,15 @@ def remember_areas():
 def record_areas(strings: list, areas) -> None:
     """Keep `areas` of `strings` (counts str/bytes) when a `remember_areas` block is open."""
     if _memo:
-        _memo[-1].update(zip(strings, areas))
+        _memo[-1].update(zip(map(id, strings), zip(strings, areas)))
 
 
 def known_areas(strings: list) -> list | None:
     """The remembered areas of `strings` (None for each one not remembered), or None without a block."""
     if not _memo:
         return None
-    get = _memo[-1].get
-    return [get(s) for s in strings]
+    get, areas = _memo[-1].get, []
+    for string in strings:
+        entry = get(id(string))
+        areas.append(entry[1] if entry is not None and entry[0] is string else None)
+    return areas

@@ -199,6 +199,18 @@ def _sequence_rows(seq: SequenceData, families: tuple[str, ...]) -> dict:
     return row
 
 
+def _one_sided_rows(gt_segs: list, dt_segs: list, length: int, families, cache: dict) -> dict | None:
+    """Rows of a sequence with dets on one side only (None when it has none), shared per counts."""
+    gt_dets = [len(s) - s.count(None) for s in gt_segs]
+    dt_dets = [len(s) - s.count(None) for s in dt_segs]
+    key = (length, sum(gt_dets), sum(d > 0 for d in gt_dets), sum(dt_dets), sum(d > 0 for d in dt_dets))
+    if key[1] == 0 and key[3] == 0:
+        return None
+    if key not in cache:
+        cache[key] = _sequence_rows(one_sided_sequence(gt_segs, dt_segs, length), families)
+    return cache[key]
+
+
 def _empty_rows(families: tuple[str, ...], frames: int = 0) -> dict:
     """Rows of a (video, class) pair without any det (TrackEval evaluates it to early-return rows)."""
     return _sequence_rows(one_sided_sequence([], [], frames), families)
@@ -330,15 +342,18 @@ def evaluate_tracking(
     similarities = dict(zip(
         [id(p) for p in batched], frame_similarities([(p[2], p[3], p[4]) for p in batched])
     ))
+    one_sided: dict[tuple, dict] = {}  # their rows depend on the counts alone
     for pair in pairs:
         name, class_id, gt_segs, dt_segs, video, regions = pair
         if gt_segs and dt_segs or (dt_segs and regions):
             seq = build_sequence(gt_segs, dt_segs, video, regions, similarities.get(id(pair)))
+            if seq.num_gt_dets == 0 and seq.num_tracker_dets == 0:
+                continue  # every det of the class was removed, or all its tracks are null
+            rows = _sequence_rows(seq, families)
         else:  # dets on one side only: counted, no IoU needed
-            seq = one_sided_sequence(gt_segs, dt_segs, video["length"])
-        if seq.num_gt_dets == 0 and seq.num_tracker_dets == 0:
-            continue  # every det of the class was removed, or all its tracks are null
-        rows = _sequence_rows(seq, families)
+            rows = _one_sided_rows(gt_segs, dt_segs, video["length"], families, one_sided)
+            if rows is None:
+                continue  # all its tracks are null
         per_video[name][class_id] = rows
         by_class[class_id].append(rows)
     per_class = {c: _combine(rows or [_empty_rows(families)], "sequences") for c, rows in by_class.items()}
