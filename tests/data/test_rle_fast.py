@@ -51,8 +51,8 @@ def test_remembered_areas_serve_the_evaluator_only_inside_the_block():
     counts = mask_util.encode(np.asfortranarray(mask))["counts"].decode()
     with rle_fast.remember_areas() as memo:
         assert rle_string_problems([counts], [48]) == [None]
-        assert memo == {id(counts): (counts, 9)}
-        memo[id(counts)] = (counts, 5)  # what the evaluator reads comes from the memo, not another parse
+        assert memo == {id(counts): 9}
+        memo[id(counts)] = 5  # what the evaluator reads comes from the memo, not from another parse
         equal_copy = "".join(list(counts))  # an equal string that is another object: not remembered
         assert rle_fast.known_areas([equal_copy]) == [None]
         assert rle_areas([{"size": [6, 8], "counts": counts}]).tolist() == [5.0]

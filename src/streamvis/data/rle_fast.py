@@ -150,7 +150,7 @@ def _self_test() -> bool:
 
 
 # ---------------------------------------------------------------------------------------- areas
-_memo: list[dict] = []  # the innermost `remember_areas` block's {id(counts): (counts, area)}
+_memo: list[tuple[dict, list]] = []  # per open `remember_areas` block: ({id(counts): area}, [counts])
 
 
 @contextlib.contextmanager
@@ -159,13 +159,16 @@ def remember_areas():
 
     The RLE check computes every valid string's area on the way (the sum of its odd runs); the
     evaluator needs the same areas (``pycocotools.mask.area``, another parse of every string).
-    Entries are keyed by the counts object's identity (hashing 60 MB of strings would cost more than
-    a parse) and hold a reference to it, so no other object can take its id while the memo lives;
-    the memo lives only as long as the block (``streamvis evaluate`` wraps one evaluation in it).
+    Areas are keyed by the counts object's identity (hashing 60 MB of strings would cost more than
+    a parse); the block also holds a reference to every recorded object, so while it is open no
+    other object can take one of their ids. ``streamvis evaluate`` wraps one evaluation in it.
+
+    Yields:
+        The ``{id(counts): area}`` dict (for tests).
     """
-    _memo.append({})
+    _memo.append(({}, []))
     try:
-        yield _memo[-1]
+        yield _memo[-1][0]
     finally:
         _memo.pop()
 
@@ -173,15 +176,13 @@ def remember_areas():
 def record_areas(strings: list, areas) -> None:
     """Keep `areas` of `strings` (counts str/bytes) when a `remember_areas` block is open."""
     if _memo:
-        _memo[-1].update(zip(map(id, strings), zip(strings, areas)))
+        by_id, alive = _memo[-1]
+        by_id.update(zip(map(id, strings), areas))
+        alive.extend(strings)
 
 
 def known_areas(strings: list) -> list | None:
     """The remembered areas of `strings` (None for each one not remembered), or None without a block."""
     if not _memo:
         return None
-    get, areas = _memo[-1].get, []
-    for string in strings:
-        entry = get(id(string))
-        areas.append(entry[1] if entry is not None and entry[0] is string else None)
-    return areas
+    return list(map(_memo[-1][0].get, map(id, strings)))
