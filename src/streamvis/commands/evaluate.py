@@ -154,8 +154,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.format != "ytvis":
         return _run_tracking_only(args, metrics_asked)
     from streamvis.data import rle_fast
+    from streamvis.evaluation.video_iou import remember_ious
 
-    with rle_fast.remember_areas():  # the RLE check's mask areas serve the evaluation too
+    # the RLE check's mask areas serve the evaluation, the tracking metrics' mask IoUs serve AP
+    with rle_fast.remember_areas(), remember_ious():
         return _run_ytvis(args, metrics_asked)
 
 
@@ -175,6 +177,7 @@ def _run_ytvis(args: argparse.Namespace, metrics_asked: tuple[str, ...]) -> int:
     gt = load_ytvis(args.gt)
     results = _load_results_with_hints(results, gt, args.results)
     _warn_missing_videos(gt, results)
+    tracking = _tracking_metrics(gt, results, metrics_asked, mots=False)  # first: its IoUs serve AP
     result = None
     if "ap" in metrics_asked:
         with warnings.catch_warnings(record=True) as caught:
@@ -183,7 +186,7 @@ def _run_ytvis(args: argparse.Namespace, metrics_asked: tuple[str, ...]) -> int:
         for warning in caught:
             print(f"streamvis evaluate: warning: {warning.message}", file=sys.stderr)
         print(format_table(result, gt["categories"], per_class=args.per_class))
-    tracking = _tracking(gt, results, metrics_asked, result, args, mots=False)
+    _print_tracking(tracking, result, args, mots=False)
     switches = None
     if args.id_switches:
         from streamvis.evaluation.identity import id_switches
@@ -209,22 +212,27 @@ def _run_ytvis(args: argparse.Namespace, metrics_asked: tuple[str, ...]) -> int:
     return 0
 
 
-def _tracking(
-    gt: dict, results: list, metrics_asked: tuple[str, ...], ap_result, args, *, mots: bool, class_ids=None
-):
-    """Compute and print the tracking families asked for (None when only AP was)."""
-    from streamvis.evaluation.tracking import evaluate_tracking, format_tracking_table
+def _tracking_metrics(gt: dict, results: list, metrics_asked: tuple[str, ...], *, mots: bool, class_ids=None):
+    """Compute the tracking families asked for (None when only AP was)."""
+    from streamvis.evaluation.tracking import evaluate_tracking
 
     families = tuple(m for m in metrics_asked if m != "ap")
     if not families:
         return None
-    tracking = evaluate_tracking(gt, results, families=families, mots=mots, class_ids=class_ids)
+    return evaluate_tracking(gt, results, families=families, mots=mots, class_ids=class_ids)
+
+
+def _print_tracking(tracking, ap_result, args, *, mots: bool) -> None:
+    """Print the tracking table (AP beside it when computed); nothing when tracking was not asked."""
+    from streamvis.evaluation.tracking import format_tracking_table
+
+    if tracking is None:
+        return
     ap = None
     if ap_result is not None:  # AP beside the tracking numbers, after a blank line below the AP table
         ap = {"all": float(ap_result.stats_named["AP"]), **ap_result.per_category_AP}
         print()
     print(format_tracking_table(tracking, ap=ap, per_class=args.per_class, mots=mots))
-    return tracking
 
 
 def _run_tracking_only(args: argparse.Namespace, metrics_asked: tuple[str, ...]) -> int:
@@ -237,7 +245,8 @@ def _run_tracking_only(args: argparse.Namespace, metrics_asked: tuple[str, ...])
             "--id-switches works on YouTube-VIS json; MOTS data gets IDSW from --metrics clear"
         )
     gt, results, class_ids = _read_mots(args)
-    tracking = _tracking(gt, results, metrics_asked, None, args, mots=True, class_ids=list(class_ids))
+    tracking = _tracking_metrics(gt, results, metrics_asked, mots=True, class_ids=list(class_ids))
+    _print_tracking(tracking, None, args, mots=True)
     if args.out:
         dataset_class = "KittiMOTS" if args.format == "kitti-mots" else "MOTSChallenge"
         metrics = {

@@ -16,6 +16,7 @@ known, U = a + b - I gives back the integer intersection exactly: I = round(o (a
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "FrameMasks",
     "frame_masks",
     "pair_intersections",
+    "remember_ious",
     "same_frame_pairs",
     "same_key_ratios",
     "select_masks",
@@ -134,6 +136,10 @@ def same_key_ratios(dt: FrameMasks, gt: FrameMasks, base_width: int):
         others are disjoint or empty), and that IoU (float64, bit for bit what
         ``pycocotools.mask.iou`` gives for the two masks alone).
     """
+    if _memo and dt.key.size and gt.key.size:
+        remembered = _remembered(dt, gt)
+        if remembered is not None:
+            return remembered
     all_rows, all_cols, all_ratios = [], [], []
     for d_part, g_part in _chunks(dt.key, gt.key):
         if d_part.stop <= d_part.start or g_part.stop <= g_part.start:
@@ -151,8 +157,61 @@ def same_key_ratios(dt: FrameMasks, gt: FrameMasks, base_width: int):
         all_rows.append(rows + d_part.start)
         all_cols.append(cols + g_part.start)
     if not all_rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(all_rows), np.concatenate(all_cols), np.concatenate(all_ratios)
+        result = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    else:
+        result = np.concatenate(all_rows), np.concatenate(all_cols), np.concatenate(all_ratios)
+    if _memo:
+        _remember(dt, gt, *result)
+    return result
+
+
+# ------------------------------------------------------------------------------ shared mask IoUs
+_memo: list[tuple[dict, list]] = []  # per open `remember_ious` block: ({(id, id): IoU}, references)
+
+
+@contextlib.contextmanager
+def remember_ious():
+    """Within the block, `same_key_ratios` keeps every same-frame pair's IoU for later calls.
+
+    ``streamvis evaluate --metrics all`` computes the tracking metrics' per-frame IoUs first (every
+    prediction against every ground truth of its class, frame by frame); AP then needs a subset of
+    the same pairs (same video, category and frame), which this memo serves without decoding again.
+    Pairs are keyed by the identities of the two counts objects (the block holds references to
+    them, so their ids stay theirs); a call is served only when every one of its pairs is known.
+
+    Yields:
+        The ``{(id(prediction counts), id(ground-truth counts)): IoU}`` dict (for tests).
+    """
+    _memo.append(({}, []))
+    try:
+        yield _memo[-1][0]
+    finally:
+        _memo.pop()
+
+
+def _ids(masks: FrameMasks) -> np.ndarray:
+    return np.fromiter(map(id, masks.counts.tolist()), np.int64, masks.counts.size)
+
+
+def _remember(dt: FrameMasks, gt: FrameMasks, rows, cols, ratio) -> None:
+    pairs, alive = _memo[-1]
+    d_ids, g_ids = _ids(dt), _ids(gt)
+    every_dt, every_gt = same_frame_pairs(dt, gt)  # the pairs not in rows/cols have IoU 0
+    pairs.update(dict.fromkeys(zip(d_ids[every_dt].tolist(), g_ids[every_gt].tolist()), 0.0))
+    pairs.update(zip(zip(d_ids[rows].tolist(), g_ids[cols].tolist()), ratio.tolist()))
+    alive.append((dt.counts, gt.counts))
+
+
+def _remembered(dt: FrameMasks, gt: FrameMasks):
+    """`same_key_ratios` from the memo, or None when one of the pairs is not in it."""
+    pairs = _memo[-1][0]
+    every_dt, every_gt = same_frame_pairs(dt, gt)
+    values = list(map(pairs.get, zip(_ids(dt)[every_dt].tolist(), _ids(gt)[every_gt].tolist())))
+    if None in values:
+        return None
+    ratio = np.array(values, dtype=np.float64)
+    positive = ratio > 0
+    return every_dt[positive], every_gt[positive], ratio[positive]
 
 
 def pair_intersections(dt: FrameMasks, gt: FrameMasks, base_width: int):
