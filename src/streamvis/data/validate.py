@@ -41,6 +41,7 @@ No torch import here (the evaluation command loads without torch).
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import reprlib
@@ -396,27 +397,37 @@ class _RleBatch:
     """Compressed RLE strings collected during a pass, checked in bulk (`rle_string_problems`)."""
 
     def __init__(self):
-        self.items: list[tuple] = []  # (counts, pixels, frame, problem context kwargs)
+        self.counts: list = []  # every queued string
+        self.pixels: list[int] = []  # H*W of each
+        self.groups: list[tuple] = []  # (first string, frames, problem context kwargs) per add
         self.chars = 0
 
-    def add(self, counts, pixels: int, frame: int, where: dict) -> None:
-        """Queue frame `frame`'s counts; a problem names ``segmentations[frame].counts`` and `where`."""
-        self.items.append((counts, pixels, frame, where))
-        self.chars += len(counts)
+    def add(self, counts: list, pixels: int, frames: list[int], where: dict) -> None:
+        """Queue the `counts` of `frames` of one track; a problem names ``segmentations[frame].counts``."""
+        if not counts:
+            return
+        self.groups.append((len(self.counts), frames, where))
+        self.counts.extend(counts)
+        self.pixels.extend([pixels] * len(counts))
+        self.chars += sum(map(len, counts))
 
     @property
     def full(self) -> bool:
         return self.chars >= (_RLE_BATCH_CHARS if rle_fast.available() else _RLE_BATCH_CHARS_NUMPY)
 
     def flush(self) -> Iterator[Problem]:
-        items, self.items, self.chars = self.items, [], 0
-        if not items:
+        counts, pixels, groups = self.counts, self.pixels, self.groups
+        self.counts, self.pixels, self.groups, self.chars = [], [], [], 0
+        if not counts:
             return
-        reasons = rle_string_problems([item[0] for item in items], [item[1] for item in items])
-        for (_, _, frame, where), reason in zip(items, reasons):
-            if reason is not None:
-                yield Problem("bad_segmentation", reason, field=f"segmentations[{frame}].counts", frame=frame,
-                              **where)
+        reasons = rle_string_problems(counts, pixels)
+        bad = [i for i, reason in enumerate(reasons) if reason is not None]
+        firsts = [first for first, _, _ in groups]
+        for i in bad:
+            first, frames, where = groups[bisect.bisect_right(firsts, i) - 1]
+            frame = frames[i - first]
+            yield Problem("bad_segmentation", reasons[i], field=f"segmentations[{frame}].counts", frame=frame,
+                          **where)
 
 
 # ------------------------------------------------------------------------------------ annotations
@@ -536,13 +547,19 @@ def _segmentation_problems(segs: list, frames: _Frames, rle_only: bool, batch: _
     height, width = frames.height, frames.width
     if height is None or width is None:
         return  # the video's size is invalid (reported with the video)
-    size, pixels, add = [height, width], height * width, batch.add
-    for f, seg in enumerate(segs):
+    size, pixels = [height, width], height * width
+    strings, string_frames, others = [], [], []
+    for f, seg in enumerate(segs):  # the common case (a compressed RLE of the video's size), kept lean
         if seg is None:
             continue
         if type(seg) is dict and seg.get("size") == size and type(seg.get("counts")) in (str, bytes):
-            add(seg["counts"], pixels, f, where)  # the common case, kept lean
-            continue
+            strings.append(seg["counts"])
+            string_frames.append(f)
+        else:
+            others.append(f)
+    batch.add(strings, pixels, string_frames, where)
+    for f in others:
+        seg = segs[f]
         field = f"segmentations[{f}]"
         if rle_only and not isinstance(seg, dict):
             yield Problem("bad_segmentation",
@@ -559,7 +576,7 @@ def _segmentation_problems(segs: list, frames: _Frames, rle_only: bool, batch: _
             if reason:
                 yield Problem("bad_segmentation", reason, field=field, frame=f, **where)
         elif isinstance(seg["counts"], (str, bytes)):
-            add(seg["counts"], pixels, f, where)
+            batch.add([seg["counts"]], pixels, [f], where)
 
 
 def _box_and_area_problems(ann: dict, length: int | None, **where) -> Iterator[Problem]:
