@@ -15,8 +15,8 @@ for a whole batch of strings in one call:
   ``c[l] = C[s + l] - C[s - 1]``; for even l >= 2, ``c[l] = C[s + l] - C[s]`` (s: the string's first
   run). So uint32 subtractions give back, for every string, exactly the runs pycocotools reads when
   it parses that string alone (which is what every later pycocotools call does).
-- A negative run reads as a uint32 >= 2**31, so "every run <= H*W and the int64 sum == H*W" holds
-  exactly for the strings pycocotools will walk safely.
+- A negative run reads as a uint32 >= 2**31 and every run is >= 0 as a uint32, so "the int64 sum
+  of the runs == H*W" (H*W < 2**31) holds exactly for the strings pycocotools will walk safely.
 
 Only strings already known to be non-empty, in pycocotools' alphabet ('0'..'o'), ending with a
 complete run, and without a run longer than pycocotools writes are handed over (the caller checks
@@ -77,10 +77,8 @@ def _parse(text: bytes) -> np.ndarray:
         free(ctypes.byref(rle))
 
 
-def run_totals(
-    strings: list[bytes], runs_per_string: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum, largest run and foreground area of each string, as pycocotools reads it.
+def run_totals(strings: list[bytes], runs_per_string: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of the runs and foreground area of each string, as pycocotools reads it.
 
     Args:
         strings: S non-empty counts strings, each in pycocotools' alphabet and ending with a
@@ -88,9 +86,9 @@ def run_totals(
         runs_per_string: (S,) the number of runs of each (characters without the continuation bit).
 
     Returns:
-        (totals, largest, areas): (S,) int64 sums of the runs, (S,) the largest run (uint32; a
-        negative run reads as a value >= 2**31) and (S,) int64 sums of the odd runs (the mask area,
-        as ``pycocotools.mask.area`` gives it for a valid string).
+        (totals, areas): (S,) int64 sums of the runs read as uint32 (a negative run reads as a value
+        >= 2**31) and (S,) int64 sums of the odd runs (the mask area, as ``pycocotools.mask.area``
+        gives it for a valid string).
     """
     n = np.asarray(runs_per_string, dtype=np.int64)
     odd = (n & 1).astype(bool).tolist()
@@ -113,8 +111,7 @@ def run_totals(
     odd_runs[first_pair[n & 1 == 1] + num_pairs[n & 1 == 1] - 1] = 0  # a padding run is not the string's
     areas = np.add.reduceat(odd_runs, first_pair, dtype=np.int64)
     totals = np.add.reduceat(even, first_pair, dtype=np.int64) + areas
-    largest = np.maximum(np.maximum.reduceat(even, first_pair), np.maximum.reduceat(odd_runs, first_pair))
-    return totals, largest, areas
+    return totals, areas
 
 
 def available() -> bool:
@@ -140,12 +137,11 @@ def _self_test() -> bool:
         expected_totals.append(height * width)
     strings += [b"0@", b"8"]  # a negative second run (-16); one run of 8
     runs = np.array([sum(1 for c in s if c - 48 < 32) for s in strings])
-    totals, largest, _ = run_totals(strings, runs)
+    totals, _ = run_totals(strings, runs)
     return (
         totals[:-2].tolist() == expected_totals
-        and int(largest[-2]) == 2**32 - 16
+        and int(totals[-2]) == 2**32 - 16
         and int(totals[-1]) == 8
-        and int(largest[-1]) == 8
     )
 
 

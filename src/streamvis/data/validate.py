@@ -316,7 +316,7 @@ def rle_string_problems(strings: list, pixels: list[int]) -> list[str | None]:
     The strings pycocotools could misread (empty, outside its alphabet, a run cut short at the end
     or longer than it writes) are found at C speed (``bytes`` methods); the others are decoded by
     pycocotools' own C parser (`streamvis.data.rle_fast`), which gives each string's run total and
-    largest run. Only the strings that fail (or all of them, where that parser is not reachable) go
+    foreground area. Only the strings that fail (or all of them, where that parser is not reachable) go
     through the exact numpy decoder, which words the reason.
 
     Args:
@@ -344,9 +344,8 @@ def rle_string_problems(strings: list, pixels: list[int]) -> list[str | None]:
     good = np.flatnonzero(~suspect)
     recheck = np.flatnonzero(suspect).tolist()
     if good.size:
-        totals, largest, areas = rle_fast.run_totals([encoded[i] for i in good.tolist()], runs[good])
-        expected = np.asarray(pixels, dtype=np.int64)[good]
-        failed = (totals != expected) | (largest > expected)
+        totals, areas = rle_fast.run_totals([encoded[i] for i in good.tolist()], runs[good])
+        failed = totals != np.asarray(pixels, dtype=np.int64)[good]  # a negative run reads as >= 2**31
         recheck += good[failed].tolist()
         valid = good[~failed].tolist()
         rle_fast.record_areas([strings[i] for i in valid], areas[~failed].tolist())
