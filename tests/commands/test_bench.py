@@ -33,7 +33,23 @@ def test_bench_runs_a_script_with_its_arguments(tmp_path, capsys):
     assert main(["bench", "--dir", str(tmp_path / "missing")]) == 2
 
 
-@pytest.mark.parametrize("name", ["e2e", "memory", "trackers", "methods"])
+@pytest.mark.parametrize("name", ["e2e", "memory", "trackers", "methods", "int8_ceiling"])
 def test_bench_scripts_start(name):
     """Each script parses its arguments (a broken import or option fails here, without a long run)."""
     assert main(["bench", name, "--help"]) == 0
+
+
+def test_int8_ceiling_prints_every_variant_against_float32(capsys):
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_int8_ceiling
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert bench_int8_ceiling.main(["--blocks", "1", "--repeat", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU: " in out and "torch fp32 (optimize_for_inference)" in out and " 1.00x" in out
+    assert "torch int8 (FX, x86 engine)" in out
+    pytest.importorskip("onnxruntime")
+    assert "ort int8 (QDQ, per-channel)" in out
