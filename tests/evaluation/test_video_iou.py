@@ -124,3 +124,31 @@ def test_frames_never_mix(rle_of, box):
     g = [None, same]
     ious, _, inter = _ious([d], [g], rle_of, 5, 5)
     assert inter[0, 0] == 0 and ious[0, 0] == 0.0
+
+
+def test_remembered_ious_serve_ap_after_the_tracking_metrics(monkeypatch):
+    """Inside `remember_ious`, AP reads the tracking pass's per-frame IoUs (no pycocotools iou call)."""
+    import json
+    from pathlib import Path
+
+    from streamvis.evaluation import evaluate
+    from streamvis.evaluation.tracking import evaluate_tracking
+
+    folder = Path(__file__).resolve().parents[1] / "data" / "ytvis_eval"
+    for case in ("case_001", "case_003"):  # case_003 mixes polygons and uncompressed RLE in the GT
+        gt = json.loads((folder / case / "gt.json").read_text())
+        results = json.loads((folder / case / "results.json").read_text())
+        alone = evaluate(gt, results).stats
+        with video_iou_module.remember_ious() as memo:
+            tracking = evaluate_tracking(gt, results)
+            assert memo  # every same-frame pair of the tracking pass, zero IoUs included
+            calls = []
+            real_iou = video_iou_module.mask_util.iou
+            monkeypatch.setattr(video_iou_module.mask_util, "iou",
+                                lambda *a, calls=calls, real_iou=real_iou: calls.append(1) or real_iou(*a))
+            shared = evaluate(gt, results).stats
+            monkeypatch.undo()
+        assert np.array_equal(alone, shared)
+        assert tracking.to_json() == evaluate_tracking(gt, results).to_json()
+        if case == "case_001":
+            assert calls == []  # compressed RLE on both sides: every AP pair came from the memo

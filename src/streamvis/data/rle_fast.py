@@ -28,6 +28,7 @@ the caller keeps the numpy path.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 
 import numpy as np
@@ -146,7 +147,9 @@ def _self_test() -> bool:
 
 
 # ---------------------------------------------------------------------------------------- areas
-_memo: list[tuple[dict, list]] = []  # per open `remember_areas` block: ({id(counts): area}, [counts])
+# the innermost open `remember_areas` block's
+# ({id(counts): area}, [counts]), per thread/context (None: no block)
+_memo: contextvars.ContextVar = contextvars.ContextVar("streamvis_areas", default=None)
 
 
 @contextlib.contextmanager
@@ -162,23 +165,25 @@ def remember_areas():
     Yields:
         The ``{id(counts): area}`` dict (for tests).
     """
-    _memo.append(({}, []))
+    memo = ({}, [])
+    token = _memo.set(memo)
     try:
-        yield _memo[-1][0]
+        yield memo[0]
     finally:
-        _memo.pop()
+        _memo.reset(token)
 
 
 def record_areas(strings: list, areas) -> None:
     """Keep `areas` of `strings` (counts str/bytes) when a `remember_areas` block is open."""
-    if _memo:
-        by_id, alive = _memo[-1]
+    if _memo.get() is not None:
+        by_id, alive = _memo.get()
         by_id.update(zip(map(id, strings), areas))
         alive.extend(strings)
 
 
 def known_areas(strings: list) -> list | None:
     """The remembered areas of `strings` (None for each one not remembered), or None without a block."""
-    if not _memo:
+    memo = _memo.get()
+    if memo is None:
         return None
-    return list(map(_memo[-1][0].get, map(id, strings)))
+    return list(map(memo[0].get, map(id, strings)))

@@ -17,6 +17,7 @@ known, U = a + b - I gives back the integer intersection exactly: I = round(o (a
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,7 +137,7 @@ def same_key_ratios(dt: FrameMasks, gt: FrameMasks, base_width: int):
         others are disjoint or empty), and that IoU (float64, bit for bit what
         ``pycocotools.mask.iou`` gives for the two masks alone).
     """
-    if _memo and dt.key.size and gt.key.size:
+    if _memo.get() is not None and dt.key.size and gt.key.size:
         remembered = _remembered(dt, gt)
         if remembered is not None:
             return remembered
@@ -160,13 +161,15 @@ def same_key_ratios(dt: FrameMasks, gt: FrameMasks, base_width: int):
         result = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     else:
         result = np.concatenate(all_rows), np.concatenate(all_cols), np.concatenate(all_ratios)
-    if _memo:
+    if _memo.get() is not None:
         _remember(dt, gt, *result)
     return result
 
 
 # ------------------------------------------------------------------------------ shared mask IoUs
-_memo: list[tuple[dict, list]] = []  # per open `remember_ious` block: ({(id, id): IoU}, references)
+# the innermost open `remember_ious` block's
+# ({(id, id): IoU}, references), per thread/context (None: no block)
+_memo: contextvars.ContextVar = contextvars.ContextVar("streamvis_ious", default=None)
 
 
 @contextlib.contextmanager
@@ -182,11 +185,12 @@ def remember_ious():
     Yields:
         The ``{(id(prediction counts), id(ground-truth counts)): IoU}`` dict (for tests).
     """
-    _memo.append(({}, []))
+    memo = ({}, [])
+    token = _memo.set(memo)
     try:
-        yield _memo[-1][0]
+        yield memo[0]
     finally:
-        _memo.pop()
+        _memo.reset(token)
 
 
 def _ids(masks: FrameMasks) -> np.ndarray:
@@ -194,7 +198,7 @@ def _ids(masks: FrameMasks) -> np.ndarray:
 
 
 def _remember(dt: FrameMasks, gt: FrameMasks, rows, cols, ratio) -> None:
-    pairs, alive = _memo[-1]
+    pairs, alive = _memo.get()
     d_ids, g_ids = _ids(dt), _ids(gt)
     every_dt, every_gt = same_frame_pairs(dt, gt)  # the pairs not in rows/cols have IoU 0
     pairs.update(dict.fromkeys(zip(d_ids[every_dt].tolist(), g_ids[every_gt].tolist()), 0.0))
@@ -204,7 +208,7 @@ def _remember(dt: FrameMasks, gt: FrameMasks, rows, cols, ratio) -> None:
 
 def _remembered(dt: FrameMasks, gt: FrameMasks):
     """`same_key_ratios` from the memo, or None when one of the pairs is not in it."""
-    pairs = _memo[-1][0]
+    pairs = _memo.get()[0]
     every_dt, every_gt = same_frame_pairs(dt, gt)
     values = list(map(pairs.get, zip(_ids(dt)[every_dt].tolist(), _ids(gt)[every_gt].tolist())))
     if None in values:
