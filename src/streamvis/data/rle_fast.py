@@ -27,11 +27,11 @@ the caller keeps the numpy path.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import ctypes
 
 import numpy as np
+
+from streamvis.utils.memo import ScopedMemo
 
 __all__ = ["available", "known_areas", "record_areas", "remember_areas", "run_totals"]
 
@@ -147,43 +147,29 @@ def _self_test() -> bool:
 
 
 # ---------------------------------------------------------------------------------------- areas
-# the innermost open `remember_areas` block's
-# ({id(counts): area}, [counts]), per thread/context (None: no block)
-_memo: contextvars.ContextVar = contextvars.ContextVar("streamvis_areas", default=None)
+_AREAS = ScopedMemo("streamvis_areas")  # {id(counts): area}
 
 
-@contextlib.contextmanager
 def remember_areas():
     """Within the block, the areas of the strings the validator checks are kept for `known_areas`.
 
     The RLE check computes every valid string's area on the way (the sum of its odd runs); the
     evaluator needs the same areas (``pycocotools.mask.area``, another parse of every string).
-    Areas are keyed by the counts object's identity (hashing 60 MB of strings would cost more than
-    a parse); the block also holds a reference to every recorded object, so while it is open no
-    other object can take one of their ids. ``streamvis evaluate`` wraps one evaluation in it.
+    Keyed by the counts objects' identity (`streamvis.utils.memo.ScopedMemo`); ``streamvis
+    evaluate`` wraps one evaluation in it.
 
     Yields:
         The ``{id(counts): area}`` dict (for tests).
     """
-    memo = ({}, [])
-    token = _memo.set(memo)
-    try:
-        yield memo[0]
-    finally:
-        _memo.reset(token)
+    return _AREAS.scope()
 
 
 def record_areas(strings: list, areas) -> None:
     """Keep `areas` of `strings` (counts str/bytes) when a `remember_areas` block is open."""
-    if _memo.get() is not None:
-        by_id, alive = _memo.get()
-        by_id.update(zip(map(id, strings), areas))
-        alive.extend(strings)
+    _AREAS.record(zip(map(id, strings), areas), strings)
 
 
 def known_areas(strings: list) -> list | None:
     """The remembered areas of `strings` (None for each one not remembered), or None without a block."""
-    memo = _memo.get()
-    if memo is None:
-        return None
-    return list(map(memo[0].get, map(id, strings)))
+    values = _AREAS.active
+    return None if values is None else list(map(values.get, map(id, strings)))

@@ -16,14 +16,13 @@ known, U = a + b - I gives back the integer intersection exactly: I = round(o (a
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 from dataclasses import dataclass
 
 import numpy as np
 import pycocotools.mask as mask_util
 
 from streamvis.evaluation import setops
+from streamvis.utils.memo import ScopedMemo
 
 __all__ = [
     "FrameMasks",
@@ -137,7 +136,7 @@ def same_key_ratios(dt: FrameMasks, gt: FrameMasks, base_width: int):
         others are disjoint or empty), and that IoU (float64, bit for bit what
         ``pycocotools.mask.iou`` gives for the two masks alone).
     """
-    if _memo.get() is not None and dt.key.size and gt.key.size:
+    if _IOUS.active is not None and dt.key.size and gt.key.size:
         remembered = _remembered(dt, gt)
         if remembered is not None:
             return remembered
@@ -161,36 +160,28 @@ def same_key_ratios(dt: FrameMasks, gt: FrameMasks, base_width: int):
         result = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     else:
         result = np.concatenate(all_rows), np.concatenate(all_cols), np.concatenate(all_ratios)
-    if _memo.get() is not None:
+    if _IOUS.active is not None:
         _remember(dt, gt, *result)
     return result
 
 
 # ------------------------------------------------------------------------------ shared mask IoUs
-# the innermost open `remember_ious` block's
-# ({(id, id): IoU}, references), per thread/context (None: no block)
-_memo: contextvars.ContextVar = contextvars.ContextVar("streamvis_ious", default=None)
+_IOUS = ScopedMemo("streamvis_ious")  # {(id(prediction counts), id(ground-truth counts)): IoU}
 
 
-@contextlib.contextmanager
 def remember_ious():
     """Within the block, `same_key_ratios` keeps every same-frame pair's IoU for later calls.
 
     ``streamvis evaluate --metrics all`` computes the tracking metrics' per-frame IoUs first (every
     prediction against every ground truth of its class, frame by frame); AP then needs a subset of
     the same pairs (same video, category and frame), which this memo serves without decoding again.
-    Pairs are keyed by the identities of the two counts objects (the block holds references to
-    them, so their ids stay theirs); a call is served only when every one of its pairs is known.
+    Pairs are keyed by the identities of the two counts objects (`streamvis.utils.memo.ScopedMemo`);
+    a call is served only when every one of its pairs is known.
 
     Yields:
         The ``{(id(prediction counts), id(ground-truth counts)): IoU}`` dict (for tests).
     """
-    memo = ({}, [])
-    token = _memo.set(memo)
-    try:
-        yield memo[0]
-    finally:
-        _memo.reset(token)
+    return _IOUS.scope()
 
 
 def _ids(masks: FrameMasks) -> np.ndarray:
@@ -198,17 +189,16 @@ def _ids(masks: FrameMasks) -> np.ndarray:
 
 
 def _remember(dt: FrameMasks, gt: FrameMasks, rows, cols, ratio) -> None:
-    pairs, alive = _memo.get()
     d_ids, g_ids = _ids(dt), _ids(gt)
     every_dt, every_gt = same_frame_pairs(dt, gt)  # the pairs not in rows/cols have IoU 0
-    pairs.update(dict.fromkeys(zip(d_ids[every_dt].tolist(), g_ids[every_gt].tolist()), 0.0))
-    pairs.update(zip(zip(d_ids[rows].tolist(), g_ids[cols].tolist()), ratio.tolist()))
-    alive.append((dt.counts, gt.counts))
+    values = dict.fromkeys(zip(d_ids[every_dt].tolist(), g_ids[every_gt].tolist()), 0.0)
+    values.update(zip(zip(d_ids[rows].tolist(), g_ids[cols].tolist()), ratio.tolist()))
+    _IOUS.record(values.items(), (dt.counts, gt.counts))
 
 
 def _remembered(dt: FrameMasks, gt: FrameMasks):
     """`same_key_ratios` from the memo, or None when one of the pairs is not in it."""
-    pairs = _memo.get()[0]
+    pairs = _IOUS.active
     every_dt, every_gt = same_frame_pairs(dt, gt)
     values = list(map(pairs.get, zip(_ids(dt)[every_dt].tolist(), _ids(gt)[every_gt].tolist())))
     if None in values:
