@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamvis.evaluation.hota import EPS
+from streamvis.evaluation.rows import class_averaged, summed
 
 if TYPE_CHECKING:
     from streamvis.evaluation.sequences import SequenceData
@@ -168,10 +169,7 @@ def clear_sequence(seq: SequenceData, threshold: float = 0.5) -> dict:
 
 def combine_sequences(rows: list[dict]) -> dict:
     """Sum the counts and ``MOTP_sum`` of sequences (or classes, detection-averaged); recompute ratios."""
-    combined = _zero_row()
-    for field in SUMMED_FIELDS:
-        combined[field] = sum(r[field] for r in rows)
-    return _final_fields(combined)
+    return _final_fields({**_zero_row(), **summed(rows, SUMMED_FIELDS)})
 
 
 combine_classes_det_averaged = combine_sequences
@@ -179,7 +177,4 @@ combine_classes_det_averaged = combine_sequences
 
 def combine_classes_class_averaged(rows: list[dict]) -> dict:
     """TrackEval's ``cls_comb_cls_av``: counts summed, every ratio *and* ``MOTP_sum`` a plain mean."""
-    combined = {field: sum(r[field] for r in rows) for field in COUNT_FIELDS}
-    for field in RATIO_FIELDS:
-        combined[field] = float(np.mean([r[field] for r in rows], axis=0))
-    return combined
+    return class_averaged(rows, COUNT_FIELDS, RATIO_FIELDS)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from streamvis.evaluation.rows import class_averaged, summed
+
 if TYPE_CHECKING:
     from streamvis.evaluation.sequences import SequenceData
 
@@ -180,7 +182,7 @@ def combine_sequences(rows: list[dict]) -> dict:
     Returns:
         The combined row, its ratios recomputed from the summed counts.
     """
-    combined = {field: sum(r[field] for r in rows) for field in COUNT_FIELDS}
+    combined = summed(rows, COUNT_FIELDS)
     for field in ("AssRe", "AssPr", "AssA"):
         combined[field] = _weighted(rows, field, combined["HOTA_TP"])
     loc_sum = sum(r["LocA"] * r["HOTA_TP"] for r in rows)
@@ -196,9 +198,4 @@ def combine_classes_class_averaged(rows: list[dict]) -> dict:
 
     Every class counts, empty ones included; nothing is recomputed.
     """
-    combined = {field: sum(r[field] for r in rows) for field in COUNT_FIELDS}
-    for field in ARRAY_FIELDS:
-        combined[field] = np.mean([r[field] for r in rows], axis=0)
-    for field in SCALAR_FIELDS:
-        combined[field] = float(np.mean([r[field] for r in rows], axis=0))
-    return combined
+    return class_averaged(rows, COUNT_FIELDS, SCALAR_FIELDS, array_fields=ARRAY_FIELDS)

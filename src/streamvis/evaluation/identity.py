@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pycocotools.mask as mask_util
 
+from streamvis.evaluation.rows import class_averaged, summed
+
 if TYPE_CHECKING:
     from streamvis.evaluation.sequences import SequenceData
 
@@ -88,10 +90,7 @@ def identity_sequence(seq: SequenceData, threshold: float = 0.5) -> dict:
 
 def combine_sequences(rows: list[dict]) -> dict:
     """Sum IDTP/IDFN/IDFP of sequences (or classes, detection-averaged) and recompute the ratios."""
-    combined = _zero_row()
-    for field in COUNT_FIELDS:
-        combined[field] = sum(r[field] for r in rows)
-    return _final_fields(combined)
+    return _final_fields({**_zero_row(), **summed(rows, COUNT_FIELDS)})
 
 
 combine_classes_det_averaged = combine_sequences
@@ -99,10 +98,7 @@ combine_classes_det_averaged = combine_sequences
 
 def combine_classes_class_averaged(rows: list[dict]) -> dict:
     """TrackEval's ``cls_comb_cls_av``: counts summed, IDF1/IDR/IDP plain means over the classes."""
-    combined = {field: sum(r[field] for r in rows) for field in COUNT_FIELDS}
-    for field in RATIO_FIELDS:
-        combined[field] = float(np.mean([r[field] for r in rows]))
-    return combined
+    return class_averaged(rows, COUNT_FIELDS, RATIO_FIELDS)
 
 
 @dataclass(frozen=True)
