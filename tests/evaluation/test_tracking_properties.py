@@ -107,3 +107,26 @@ def test_kitti_mots_round_trip_keeps_the_metrics(tmp_path_factory, gt):
     after = evaluate_tracking(gt_back, results_back, mots=True, class_ids=[1, 2]).to_json()
     for key in ("cls_comb_cls_av", "cls_comb_det_av", "per_category"):
         assert after[key] == before[key]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.integers(1, 5))
+def test_clear_single_gt_shortcut_equals_the_per_frame_matching(seed, frames, trackers):
+    """One GT id: the solver-free CLEAR path gives the general path's counts and MOTP sum exactly."""
+    from streamvis.evaluation import clear
+    from streamvis.evaluation.sequences import SequenceData
+
+    rng = np.random.default_rng(seed)
+    gt_present = rng.random((frames, 1)) < 0.8
+    tracker_present = rng.random((frames, trackers)) < 0.6
+    # IoUs on a coarse grid around the 0.5 cutoff, so ties and threshold cases are common
+    values = rng.choice([0.0, 0.25, 0.5 - 1e-17, 0.5, 0.75, 0.75, 1.0], size=(frames, 1, trackers))
+    similarity = np.where(gt_present[:, :, None] & tracker_present[:, None, :], values, 0.0)
+    seq = SequenceData.from_arrays(gt_present, tracker_present, similarity)
+    if seq.num_gt_ids != 1 or seq.num_tracker_ids == 0:
+        return
+    cutoff = 0.5 - clear.EPS
+    fast = clear._single_gt_matches(seq, cutoff)
+    general = clear._matches(seq, cutoff)
+    assert fast[:3] == general[:3]  # TP, IDSW, MOTP_sum (bit for bit)
+    assert np.array_equal(fast[3], general[3]) and np.array_equal(fast[4], general[4])

@@ -110,16 +110,69 @@ def clear_sequence(seq: SequenceData, threshold: float = 0.5) -> dict:
     """
     if seq.num_tracker_dets == 0 or seq.num_gt_dets == 0:
         return empty_row(seq.num_gt_dets, seq.num_gt_ids, seq.num_tracker_dets)
+    if seq.num_gt_ids == 1:  # the common case: every frame is a single row
+        tp, idsw, motp_sum, tracked, fragments = _single_gt_matches(seq, threshold - EPS)
+    else:
+        tp, idsw, motp_sum, tracked, fragments = _matches(seq, threshold - EPS)
+    row = _zero_row()
+    present = seq.gt_present.sum(0)  # frames with a det of each GT (frames without tracker dets too)
+    ratio = tracked[present > 0] / present[present > 0]
+    fn, fp = seq.num_gt_dets - tp, seq.num_tracker_dets - tp
+    row.update(CLR_TP=tp, CLR_FN=fn, CLR_FP=fp, IDSW=int(idsw), MOTP_sum=float(motp_sum))
+    row["MT"] = int(np.sum(ratio > MOSTLY_TRACKED))
+    row["PT"] = int(np.sum(ratio >= MOSTLY_LOST)) - row["MT"]
+    row["ML"] = seq.num_gt_ids - row["MT"] - row["PT"]
+    row["Frag"] = int(np.sum(fragments[fragments > 0] - 1))
+    row["CLR_Frames"] = seq.num_timesteps
+    return _final_fields(row)
+
+
+def _single_gt_matches(seq: SequenceData, cutoff: float):
+    """`_matches` for a sequence with one GT id, the frames' choices found without a solver.
+
+    In each frame the tracker id matched in the previous evaluated frame keeps the match when its
+    IoU reaches the cutoff (its score carries the +1000 continuation bonus); otherwise the first of
+    the highest IoUs at or above the cutoff is matched (scipy's choice on a single row).
+    """
+    both = np.flatnonzero(seq.gt_present[:, 0] & seq.tracker_present.any(1))
+    tracked, fragments = np.zeros(1), np.zeros(1)
+    if both.size == 0:
+        return 0, 0, 0.0, tracked, fragments
+    similarity = seq.similarity[both, 0, :]  # (F, K), 0 where the tracker id has no det
+    allowed = seq.tracker_present[both] & (similarity >= cutoff)
+    best = np.argmax(np.where(allowed, similarity, -np.inf), axis=1).tolist()
+    has_best = allowed.any(1).tolist()
+    allowed, values = allowed.tolist(), similarity.tolist()
+    tp = idsw = 0
+    motp_sum = 0.0
+    last = previous = None  # tracker id matched last (ever) / in the previous evaluated frame
+    for i in range(both.size):
+        if previous is not None and allowed[i][previous]:
+            k = previous
+        elif has_best[i]:
+            k = best[i]
+        else:
+            previous = None
+            continue
+        idsw += last is not None and last != k
+        fragments[0] += previous is None
+        last = previous = k
+        tp += 1
+        motp_sum += values[i][k]
+    tracked[0] = tp
+    return tp, idsw, motp_sum, tracked, fragments
+
+
+def _matches(seq: SequenceData, cutoff: float):
+    """Per-frame CLEAR matching (solver where needed): (TP, IDSW, MOTP_sum, tracked, fragments)."""
     from streamvis.evaluation.assignment import linear_sum_assignment
 
-    row = _zero_row()
     tp = idsw = 0
     motp_sum = 0.0
     tracked = np.zeros(seq.num_gt_ids)
     fragments = np.zeros(seq.num_gt_ids)
     last_match: dict[int, int] = {}  # GT -> the last tracker id matched to it, ever
     previous: dict[int, int] = {}  # GT -> tracker id matched in the previous evaluated frame
-    cutoff = threshold - EPS
     # frames without GT or without tracker dets only add FN/FP: they neither match nor reset
     for gt_ids, tracker_ids, similarity in seq.matched_frames():
         gts, trackers = gt_ids.tolist(), tracker_ids.tolist()
@@ -155,16 +208,7 @@ def clear_sequence(seq: SequenceData, threshold: float = 0.5) -> dict:
         tp += len(pairs)
         if pairs:
             motp_sum += sum(similarity[r, c] for r, c in pairs)  # TrackEval: python sum, in matching order
-    present = seq.gt_present.sum(0)  # frames with a det of each GT (frames without tracker dets too)
-    ratio = tracked[present > 0] / present[present > 0]
-    fn, fp = seq.num_gt_dets - tp, seq.num_tracker_dets - tp
-    row.update(CLR_TP=tp, CLR_FN=fn, CLR_FP=fp, IDSW=int(idsw), MOTP_sum=float(motp_sum))
-    row["MT"] = int(np.sum(ratio > MOSTLY_TRACKED))
-    row["PT"] = int(np.sum(ratio >= MOSTLY_LOST)) - row["MT"]
-    row["ML"] = seq.num_gt_ids - row["MT"] - row["PT"]
-    row["Frag"] = int(np.sum(fragments[fragments > 0] - 1))
-    row["CLR_Frames"] = seq.num_timesteps
-    return _final_fields(row)
+    return tp, idsw, motp_sum, tracked, fragments
 
 
 def combine_sequences(rows: list[dict]) -> dict:
