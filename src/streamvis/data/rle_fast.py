@@ -39,12 +39,12 @@ _LEAD = b"0000"  # four zero runs: every real string starts at a run index >= 4 
 _state: dict = {}
 
 
-class _Rle(ctypes.Structure):  # maskApi.h: typedef struct { siz h, w, m; uint *cnts; } RLE;
+class _Rle(ctypes.Structure):  # maskApi.h: typedef unsigned long siz; struct { siz h, w, m; uint *cnts; } RLE
     _fields_ = [
-        ("h", ctypes.c_size_t),
-        ("w", ctypes.c_size_t),
-        ("m", ctypes.c_size_t),
-        ("cnts", ctypes.POINTER(ctypes.c_uint32)),
+        ("h", ctypes.c_ulong),
+        ("w", ctypes.c_ulong),
+        ("m", ctypes.c_ulong),
+        ("cnts", ctypes.POINTER(ctypes.c_uint)),
     ]
 
 
@@ -57,7 +57,7 @@ def _functions():
             library = ctypes.CDLL(compiled.__file__)
             parse, free = library.rleFrString, library.rleFree
             parse.restype, free.restype = None, None
-            parse.argtypes = [ctypes.POINTER(_Rle), ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t]
+            parse.argtypes = [ctypes.POINTER(_Rle), ctypes.c_char_p, ctypes.c_ulong, ctypes.c_ulong]
             free.argtypes = [ctypes.POINTER(_Rle)]
             _state["functions"] = (parse, free)
         except (ImportError, OSError, AttributeError):
@@ -73,7 +73,7 @@ def _parse(text: bytes) -> np.ndarray:
     try:
         if rle.m == 0:
             return np.zeros(0, np.uint32)
-        return np.ctypeslib.as_array(rle.cnts, (rle.m,)).copy()
+        return np.ctypeslib.as_array(rle.cnts, (rle.m,)).astype(np.uint32)  # a copy
     finally:
         free(ctypes.byref(rle))
 
