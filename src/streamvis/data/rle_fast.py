@@ -92,24 +92,23 @@ def run_totals(strings: list[bytes], runs_per_string: np.ndarray) -> tuple[np.nd
         gives it for a valid string).
     """
     n = np.asarray(runs_per_string, dtype=np.int64)
-    odd = (n & 1).astype(bool).tolist()
+    odd = (n & 1).astype(bool)
     pieces = [_LEAD]
-    for text, pad in zip(strings, odd):
+    for text, pad in zip(strings, odd.tolist()):
         pieces.append(text)
         if pad:
             pieces.append(b"0")
     runs = _parse(b"".join(pieces))
-    padded = n + (n & 1)
-    start = len(_LEAD) + np.cumsum(padded) - padded  # (S,) even run index of each string's run 0
-    if runs.size != len(_LEAD) + int(padded.sum()):
+    lead, padded = len(_LEAD), n + odd
+    start = lead + np.cumsum(padded) - padded  # (S,) even run index of each string's run 0
+    if runs.size != lead + int(padded.sum()):
         raise RuntimeError("pycocotools parsed an unexpected number of runs")
-    lead = len(_LEAD)
     pairs = runs[lead:].reshape(-1, 2)  # column 0: runs 0, 2, 4, .. of each string; column 1: 1, 3, ..
     first_pair, num_pairs = (start - lead) // 2, padded // 2
     even = pairs[:, 0] - np.repeat(runs[start], num_pairs)  # uint32: wraps as pycocotools does
     even[first_pair] = runs[start] - runs[start - 2]
     odd_runs = pairs[:, 1] - np.repeat(runs[start - 1], num_pairs)
-    odd_runs[first_pair[n & 1 == 1] + num_pairs[n & 1 == 1] - 1] = 0  # a padding run is not the string's
+    odd_runs[(first_pair + num_pairs - 1)[odd]] = 0  # a padding run is not the string's
     areas = np.add.reduceat(odd_runs, first_pair, dtype=np.int64)
     totals = np.add.reduceat(even, first_pair, dtype=np.int64) + areas
     return totals, areas

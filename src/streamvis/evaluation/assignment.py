@@ -7,8 +7,8 @@ at a time, each by a Dijkstra-like search over the columns; scipy scans the unvi
 list that starts in reverse column order and is shrunk by moving its last entry into the visited
 slot, takes the first strictly lower reduced cost or, on an equal cost, a column that is still free,
 and solves a tall matrix transposed (results sorted by row). `linear_sum_assignment` follows those
-rules in plain Python for the small matrices of per-frame matching (a single row or column, the
-commonest case, is scipy's first lowest cost) (importing scipy.optimize costs
+rules in plain Python for the small matrices of per-frame matching, and a single row or column
+(the commonest case) is scipy's first lowest cost without any search (importing scipy.optimize costs
 about 0.7 s of CPU, more than the whole evaluation of a small dataset) and hands larger ones to scipy,
 so the answer is scipy's either way (tests compare the two on random and tie-heavy matrices). Once
 scipy is imported (a large matrix, many matchings, or anyone else imported it), scipy solves all:

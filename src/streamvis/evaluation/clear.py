@@ -180,17 +180,6 @@ def _matches(seq: SequenceData, cutoff: float):
             value = float(similarity[0, 0])
             score = 1000.0 * (previous.get(gts[0]) == trackers[0]) + value
             pairs = [(0, 0)] if value >= cutoff and score > 0 + EPS else []
-        elif len(gts) == 1 or len(trackers) == 1:  # one row or column: scipy takes the first highest
-            values = similarity.ravel().tolist()
-            if len(gts) == 1:
-                cells = [(0, c) for c in range(len(trackers))]
-                bonus = [previous.get(gts[0]) == k for k in trackers]
-            else:
-                cells = [(r, 0) for r in range(len(gts))]
-                bonus = [previous.get(g) == trackers[0] for g in gts]
-            scores = [0.0 if v < cutoff else 1000.0 * b + v for v, b in zip(values, bonus)]
-            best = max(range(len(scores)), key=scores.__getitem__)  # the first of the highest
-            pairs = [cells[best]] if scores[best] > 0 + EPS else []
         else:
             continuing = np.array([[previous.get(g) == k for k in trackers] for g in gts])
             score = 1000.0 * continuing + similarity
