@@ -7,14 +7,16 @@ a YouTube-VIS-sized results file (59 M characters, 42 M runs). This module lets 
 ``rleFrString`` (an exported symbol of ``pycocotools._mask``, reached with ctypes) do the decoding,
 for a whole batch of strings in one call:
 
-- The batch's strings are concatenated (four zero runs first, and one zero run after each string
-  with an odd number of runs, so every string starts at an even run index).
+- The batch's strings are concatenated, after four zero runs (so every string's first run has
+  an index s >= 4).
 - ``rleFrString`` stores run g as ``C[g] = (uint32)(x[g] + C[g - 2])`` for g > 2, where x[g] is the
   value written in the string. A string parsed alone gives ``c[l] = x[l] + c[l - 2]`` for l > 2 and
   ``c[l] = x[l]`` for l <= 2. By induction, modulo 2**32: ``c[0] = C[s] - C[s - 2]``; for odd l,
-  ``c[l] = C[s + l] - C[s - 1]``; for even l >= 2, ``c[l] = C[s + l] - C[s]`` (s: the string's first
-  run). So uint32 subtractions give back, for every string, exactly the runs pycocotools reads when
-  it parses that string alone (which is what every later pycocotools call does).
+  ``c[l] = C[s + l] - C[s - 1]``; for even l >= 2, ``c[l] = C[s + l] - C[s]`` (whatever the parity
+  of s). So uint32 subtractions give back, for every string, exactly the runs pycocotools reads when
+  it parses that string alone (which is what every later pycocotools call does). They are done on
+  the two lanes of ``C`` (even and odd g): in each lane, a string's runs are one contiguous stretch
+  with one subtrahend (its relative-even runs in the lane of s's parity, its odd runs in the other).
 - A negative run reads as a uint32 >= 2**31 and every run is >= 0 as a uint32, so "the int64 sum
   of the runs == H*W" (H*W < 2**31) holds exactly for the strings pycocotools will walk safely.
 
@@ -27,13 +29,14 @@ the caller keeps the numpy path.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
+import itertools
 
 import numpy as np
 
-from streamvis.utils.memo import ScopedMemo
-
-__all__ = ["available", "known_areas", "record_areas", "remember_areas", "run_totals"]
+__all__ = ["Parsed", "available", "known_areas", "record_areas", "remember_areas", "run_totals"]
 
 _LEAD = b"0000"  # four zero runs: every real string starts at a run index >= 4 (delta-coded, even)
 _state: dict = {}
@@ -65,25 +68,43 @@ def _functions():
     return _state["functions"]
 
 
-def _parse(text: bytes) -> np.ndarray:
-    """pycocotools' runs of one (concatenated) string, as a uint32 copy."""
-    parse, free = _functions()
-    rle = _Rle()
-    parse(ctypes.byref(rle), text, 1, 1)  # h, w only fill the struct; parsing does not read them
-    try:
-        if rle.m == 0:
-            return np.zeros(0, np.uint32)
-        return np.ctypeslib.as_array(rle.cnts, (rle.m,)).astype(np.uint32)  # a copy
-    finally:
-        free(ctypes.byref(rle))
+class Parsed:
+    """pycocotools' runs of one concatenated string, held in C memory until `sums` (or collection).
+
+    The parse is one ctypes call, which releases the GIL: it can run on another thread while
+    Python code goes on (`streamvis.data.validate` does so).
+    """
+
+    def __init__(self, text: bytes):
+        self._rle = None
+        parse, self._free = _functions()
+        rle = _Rle()
+        parse(ctypes.byref(rle), _LEAD + text, 1, 1)  # h, w only fill the struct; parsing does not read them
+        self._rle = rle
+
+    def sums(self, runs_per_string: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`run_totals` of the parsed strings; frees the runs."""
+        try:
+            m = self._rle.m
+            runs = np.ctypeslib.as_array(self._rle.cnts, (m,)) if m else np.zeros(0, np.uint32)
+            return _sums(runs, np.asarray(runs_per_string, dtype=np.int64))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._rle is not None:
+            self._free(ctypes.byref(self._rle))
+            self._rle = None
+
+    __del__ = close
 
 
-def run_totals(strings: list[bytes], runs_per_string: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_totals(strings, runs_per_string: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sum of the runs and foreground area of each string, as pycocotools reads it.
 
     Args:
-        strings: S non-empty counts strings, each in pycocotools' alphabet and ending with a
-            complete run.
+        strings: S non-empty counts strings (a list of ``bytes``, or their concatenation), each in
+            pycocotools' alphabet and ending with a complete run.
         runs_per_string: (S,) the number of runs of each (characters without the continuation bit).
 
     Returns:
@@ -91,27 +112,31 @@ def run_totals(strings: list[bytes], runs_per_string: np.ndarray) -> tuple[np.nd
         >= 2**31) and (S,) int64 sums of the odd runs (the mask area, as ``pycocotools.mask.area``
         gives it for a valid string).
     """
-    n = np.asarray(runs_per_string, dtype=np.int64)
-    odd = (n & 1).astype(bool)
-    pieces = [_LEAD]
-    for text, pad in zip(strings, odd.tolist()):
-        pieces.append(text)
-        if pad:
-            pieces.append(b"0")
-    runs = _parse(b"".join(pieces))
-    lead, padded = len(_LEAD), n + odd
-    start = lead + np.cumsum(padded) - padded  # (S,) even run index of each string's run 0
-    if runs.size != lead + int(padded.sum()):
+    return Parsed(strings if isinstance(strings, bytes) else b"".join(strings)).sums(runs_per_string)
+
+
+def _sums(runs: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lead = len(_LEAD)
+    if runs.size != lead + int(n.sum()):
         raise RuntimeError("pycocotools parsed an unexpected number of runs")
-    pairs = runs[lead:].reshape(-1, 2)  # column 0: runs 0, 2, 4, .. of each string; column 1: 1, 3, ..
-    first_pair, num_pairs = (start - lead) // 2, padded // 2
-    even = pairs[:, 0] - np.repeat(runs[start], num_pairs)  # uint32: wraps as pycocotools does
-    even[first_pair] = runs[start] - runs[start - 2]
-    odd_runs = pairs[:, 1] - np.repeat(runs[start - 1], num_pairs)
-    odd_runs[(first_pair + num_pairs - 1)[odd]] = 0  # a padding run is not the string's
-    areas = np.add.reduceat(odd_runs, first_pair, dtype=np.int64)
-    totals = np.add.reduceat(even, first_pair, dtype=np.int64) + areas
-    return totals, areas
+    start = lead + np.cumsum(n) - n  # (S,) index of each string's run 0
+    parity = start & 1
+    first_runs = runs[start] - runs[start - 2]  # uint32: wraps as pycocotools does
+    lane_sums = []
+    for p in (0, 1):
+        lane = runs[p::2]  # a view: runs p, p + 2, ...
+        first = (start - p + 1) // 2  # (S,) the first of each string's runs in this lane
+        count = (start + n - p + 1) // 2 - first
+        base = np.where(parity == p, runs[start], runs[start - 1])
+        values = lane[first[0] : first[-1] + count[-1]] - np.repeat(base, count)
+        values[(first - first[0])[parity == p]] = first_runs[parity == p]
+        sums = np.zeros(n.size, np.int64)
+        some = count > 0
+        if some.any():
+            sums[some] = np.add.reduceat(values, (first - first[0])[some], dtype=np.int64)
+        lane_sums.append(sums)
+    areas = np.where(parity == 0, lane_sums[1], lane_sums[0])  # odd runs lie in the other lane
+    return lane_sums[0] + lane_sums[1], areas
 
 
 def available() -> bool:
@@ -146,29 +171,81 @@ def _self_test() -> bool:
 
 
 # ---------------------------------------------------------------------------------------- areas
-_AREAS = ScopedMemo("streamvis_areas")  # {id(counts): area}
+class AreaLog:
+    """The areas recorded in one `remember_areas` block, in the order the validator checked them.
+
+    The evaluator asks for the areas of the same strings in (mostly) the same order: a request that
+    is a stretch of the log is answered by slicing; any other by an ``{id: position}`` index.
+    """
+
+    def __init__(self):
+        self._ids: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._objects: list = []  # keeps the recorded strings (and so their ids) alive
+        self._flat: tuple | None = None  # (ids, areas) concatenated
+        self._index: dict | None = None
+
+    def record(self, strings: list, areas) -> None:
+        self._ids.append(np.fromiter(map(id, strings), np.int64, len(strings)))
+        self._values.append(np.asarray(areas, dtype=np.float64))
+        self._objects.append(strings)
+        self._flat = self._index = None
+
+    def flat(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._flat is None:
+            self._flat = (np.concatenate(self._ids) if self._ids else np.zeros(0, np.int64),
+                          np.concatenate(self._values) if self._values else np.zeros(0))
+        return self._flat
+
+    def lookup(self, strings: list) -> tuple[np.ndarray, np.ndarray]:
+        """(areas, known): (N,) float64 areas of `strings` (0 where unknown) and (N,) bool."""
+        ids, values = self.flat()
+        wanted = np.fromiter(map(id, strings), np.int64, len(strings))
+        if not ids.size:
+            return np.zeros(wanted.size), np.zeros(wanted.size, bool)
+        if wanted.size and ids.size >= wanted.size:
+            for start in np.flatnonzero(ids[: ids.size - wanted.size + 1] == wanted[0]).tolist():
+                if np.array_equal(ids[start : start + wanted.size], wanted):
+                    return values[start : start + wanted.size].copy(), np.ones(wanted.size, bool)
+        if self._index is None:
+            self._index = dict(zip(ids.tolist(), range(ids.size)))
+        position = np.fromiter(map(self._index.get, wanted.tolist(), itertools.repeat(-1)), np.int64,
+                               wanted.size)
+        known = position >= 0
+        return np.where(known, values[position], 0.0), known
 
 
+_AREAS: contextvars.ContextVar = contextvars.ContextVar("streamvis_areas", default=None)
+
+
+@contextlib.contextmanager
 def remember_areas():
     """Within the block, the areas of the strings the validator checks are kept for `known_areas`.
 
     The RLE check computes every valid string's area on the way (the sum of its odd runs); the
     evaluator needs the same areas (``pycocotools.mask.area``, another parse of every string).
-    Keyed by the counts objects' identity (`streamvis.utils.memo.ScopedMemo`); ``streamvis
-    evaluate`` wraps one evaluation in it.
+    Keyed by the counts objects' identity (kept alive by the block); a context variable, so a block
+    opened in one thread is invisible to another. ``streamvis evaluate`` wraps one evaluation in it.
 
     Yields:
-        The ``{id(counts): area}`` dict (for tests).
+        The block's `AreaLog` (for tests).
     """
-    return _AREAS.scope()
+    log = AreaLog()
+    token = _AREAS.set(log)
+    try:
+        yield log
+    finally:
+        _AREAS.reset(token)
 
 
 def record_areas(strings: list, areas) -> None:
     """Keep `areas` of `strings` (counts str/bytes) when a `remember_areas` block is open."""
-    _AREAS.record(zip(map(id, strings), areas), strings)
+    log = _AREAS.get()
+    if log is not None:
+        log.record(strings, areas)
 
 
-def known_areas(strings: list) -> list | None:
-    """The remembered areas of `strings` (None for each one not remembered), or None without a block."""
-    values = _AREAS.active
-    return None if values is None else list(map(values.get, map(id, strings)))
+def known_areas(strings: list) -> tuple[np.ndarray, np.ndarray] | None:
+    """(areas, known) of `strings` as `AreaLog.lookup` gives them, or None outside a block."""
+    log = _AREAS.get()
+    return None if log is None else log.lookup(strings)

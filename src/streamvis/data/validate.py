@@ -42,8 +42,10 @@ No torch import here (the evaluation command loads without torch).
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 import os
+import re
 import reprlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -231,6 +233,10 @@ def _plain_id(value):
     return value if _is_int(value) else None
 
 
+# relative names of plain segments ("0001/00000.jpg"): no drive, no leading separator, no backslash or NUL
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*").fullmatch
+
+
 def check_file_name(name) -> str | None:
     """Why a frame file name is unsafe or invalid (None when it is a plain relative path).
 
@@ -238,6 +244,8 @@ def check_file_name(name) -> str | None:
     character, so ``os.path.join(image_root, name)`` stays inside ``image_root``. Both ``/`` and
     ``\\`` count as separators (a file made on Windows must be refused everywhere).
     """
+    if type(name) is str and _PLAIN_NAME(name) is not None and ".." not in name:  # common: at C speed
+        return None
     if not isinstance(name, str):
         return f"must be a string, got {type(name).__name__}"
     if not name:
@@ -326,37 +334,113 @@ def rle_string_problems(strings: list, pixels: list[int]) -> list[str | None]:
     Returns:
         S entries: None for a valid string, else the reason in words.
     """
-    encoded = [c.encode("utf-8", "surrogatepass") if isinstance(c, str) else bytes(c) for c in strings]
-    if not encoded or not rle_fast.available():
-        return _rle_string_problems_numpy(encoded, pixels)
-    lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
-    text = b"".join(encoded)
-    suspect = lengths == 0
-    if text.translate(None, _RLE_ALPHABET):
-        suspect |= np.array([bool(raw.translate(None, _RLE_ALPHABET)) for raw in encoded])
-    ends = np.cumsum(lengths)
-    run_end = np.frombuffer(text, np.uint8) < np.uint8(48 + 0x20)  # no continuation bit
-    suspect[lengths > 0] |= ~run_end[ends[lengths > 0] - 1]  # the last run never ends
-    if run_end.tobytes().find(bytes(_MAX_RUN_CHARS)) >= 0:  # a run longer than pycocotools writes
-        return _rle_string_problems_numpy(encoded, pixels)
-    runs = np.zeros(len(encoded), np.int64)  # runs per string (empty strings hold no character)
-    runs[lengths > 0] = np.add.reduceat(run_end, (ends - lengths)[lengths > 0], dtype=np.int64)
-    good = np.flatnonzero(~suspect)
-    recheck = np.flatnonzero(suspect).tolist()
-    if good.size:
-        totals, areas = rle_fast.run_totals([encoded[i] for i in good.tolist()], runs[good])
-        failed = totals != np.asarray(pixels, dtype=np.int64)[good]  # a negative run reads as >= 2**31
-        recheck += good[failed].tolist()
-        valid = good[~failed].tolist()
-        rle_fast.record_areas([strings[i] for i in valid], areas[~failed].tolist())
-    reasons: list[str | None] = [None] * len(encoded)
-    if recheck:
-        recheck.sort()
-        slow = _rle_string_problems_numpy([encoded[i] for i in recheck], [pixels[i] for i in recheck])
-        for i, reason in zip(recheck, slow):
-            reasons[i] = reason or ("pycocotools reads this RLE counts string as runs that do not sum to "
-                                    f"height*width = {pixels[i]} (a run past 2**32)")
-    return reasons
+    return _RleCheck(strings, pixels).parse().reasons()
+
+
+class _RleCheck:
+    """`rle_string_problems` in three steps: the C parse (`parse`) may run on another thread.
+
+    The constructor does the C-speed pre-checks (and the whole numpy path where it is needed);
+    `parse` hands the other strings to pycocotools' parser (GIL released); `reasons` compares the
+    totals, records the areas and words the failures.
+    """
+
+    def __init__(self, strings: list, pixels: list[int]):
+        self.strings, self.pixels = strings, pixels
+        self.done: list[str | None] | None = None  # the reasons, when known without the C parse
+        self.kept: bytes | None = None  # the strings for the C parse, concatenated
+        self.parsed = None
+        if not strings:
+            self.done = []
+            return
+        if not rle_fast.available():
+            self.done = _rle_string_problems_numpy(list(map(_encoded, strings)), pixels)
+            return
+        text, lengths = _joined(strings)
+        ends = np.cumsum(lengths)
+        suspect = lengths == 0
+        chunks = np.frombuffer(text, np.uint8) - np.uint8(48)  # 6-bit chunks; below '0' wraps past 207
+        if chunks.size and chunks.max() >= 64:  # characters outside '0'..'o'
+            suspect |= np.array([bool(text[e - n : e].translate(None, _RLE_ALPHABET))
+                                 for e, n in zip(ends.tolist(), lengths.tolist())])
+        run_end = chunks < 0x20  # no continuation bit
+        nonempty = lengths > 0
+        suspect[nonempty] |= ~run_end[ends[nonempty] - 1]  # the last run never ends
+        if _has_long_run(run_end):  # a run longer than pycocotools writes
+            every = _pieces(text, ends, lengths, np.arange(len(strings)))
+            self.done = _rle_string_problems_numpy(every, pixels)
+            return
+        runs = np.zeros(len(strings), np.int64)  # runs per string (empty strings hold no character)
+        # int32 sums: a batch holds far fewer than 2**31 characters
+        runs[nonempty] = np.add.reduceat(run_end.view(np.uint8), (ends - lengths)[nonempty], dtype=np.int32)
+        self.text, self.ends, self.lengths = text, ends, lengths
+        self.good = np.flatnonzero(~suspect)
+        self.recheck = np.flatnonzero(suspect).tolist()
+        self.runs = runs[self.good]
+        if self.good.size:
+            # the suspects would spoil their neighbours' runs in one concatenated parse
+            self.kept = b"".join(_pieces(text, ends, lengths, self.good.tolist())) if self.recheck else text
+
+    def parse(self) -> _RleCheck:
+        """The C parse (releases the GIL); safe to call on another thread, once."""
+        if self.kept is not None:
+            self.parsed = rle_fast.Parsed(self.kept)
+        return self
+
+    def reasons(self) -> list[str | None]:
+        """None for each valid string, else the reason in words."""
+        if self.done is not None:
+            return self.done
+        strings, pixels, good, recheck = self.strings, self.pixels, self.good, self.recheck
+        if self.parsed is not None:
+            totals, areas = self.parsed.sums(self.runs)
+            failed = totals != np.asarray(pixels, dtype=np.int64)[good]  # a negative run reads as >= 2**31
+            if failed.any() or recheck:
+                recheck += good[failed].tolist()
+                rle_fast.record_areas([strings[i] for i in good[~failed].tolist()], areas[~failed].tolist())
+            else:
+                rle_fast.record_areas(strings, areas.tolist())
+        reasons: list[str | None] = [None] * len(strings)
+        if recheck:
+            recheck.sort()
+            slow = _rle_string_problems_numpy(_pieces(self.text, self.ends, self.lengths, recheck),
+                                              [pixels[i] for i in recheck])
+            for i, reason in zip(recheck, slow):
+                reasons[i] = reason or ("pycocotools reads this RLE counts string as runs that do not sum to "
+                                        f"height*width = {pixels[i]} (a run past 2**32)")
+        return reasons
+
+
+def _encoded(counts) -> bytes:
+    return counts.encode("utf-8", "surrogatepass") if isinstance(counts, str) else bytes(counts)
+
+
+def _joined(strings: list) -> tuple[bytes, np.ndarray]:
+    """The strings' bytes concatenated, and (S,) the byte length of each."""
+    try:
+        joined = "".join(strings)  # the common case: str from json, ASCII (one copy, lengths as is)
+    except TypeError:
+        joined = None
+    if joined is not None and joined.isascii():
+        return joined.encode("ascii"), np.fromiter(map(len, strings), np.int64, len(strings))
+    encoded = list(map(_encoded, strings))
+    return b"".join(encoded), np.fromiter(map(len, encoded), np.int64, len(encoded))
+
+
+def _pieces(text: bytes, ends: np.ndarray, lengths: np.ndarray, indices) -> list[bytes]:
+    """The bytes of the strings at `indices`, cut from their concatenation."""
+    return [text[e - n : e] for e, n in zip(ends[indices].tolist(), lengths[indices].tolist())]
+
+
+def _has_long_run(run_end: np.ndarray) -> bool:
+    """Whether `_MAX_RUN_CHARS` characters in a row carry the continuation bit (a run of more than 6)."""
+    if run_end.size < _MAX_RUN_CHARS:
+        return False
+    window = run_end[:-1] | run_end[1:]  # 2 characters: any run end among them
+    wide = window[:-2] | window[2:]  # 4
+    wide = wide[:-2]
+    wide |= window[4:]  # 6 (= _MAX_RUN_CHARS)
+    return not wide.all()
 
 
 def _rle_string_problems_numpy(encoded: list[bytes], pixels: list[int]) -> list[str | None]:
@@ -400,6 +484,7 @@ class _RleBatch:
         self.pixels: list[int] = []  # H*W of each
         self.groups: list[tuple] = []  # (first string, frames, problem context kwargs) per add
         self.chars = 0
+        self.pending: collections.deque = collections.deque()  # (check, groups, parse future) in order
 
     def add(self, counts: list, pixels: int, frames: list[int], where: dict) -> None:
         """Queue the `counts` of `frames` of one track; a problem names ``segmentations[frame].counts``."""
@@ -414,19 +499,52 @@ class _RleBatch:
     def full(self) -> bool:
         return self.chars >= (_RLE_BATCH_CHARS if rle_fast.available() else _RLE_BATCH_CHARS_NUMPY)
 
-    def flush(self) -> Iterator[Problem]:
+    def flush(self, final: bool = True) -> Iterator[Problem]:
+        """Check the queued strings; yield the problems of the batches that are done.
+
+        Where another CPU is free, the C parse of a batch runs on a worker thread while the caller
+        goes on reading entries; a non-final flush then yields the problems of the batch before.
+        The final flush yields everything left.
+        """
         counts, pixels, groups = self.counts, self.pixels, self.groups
         self.counts, self.pixels, self.groups, self.chars = [], [], [], 0
-        if not counts:
-            return
-        reasons = rle_string_problems(counts, pixels)
-        bad = [i for i, reason in enumerate(reasons) if reason is not None]
-        firsts = [first for first, _, _ in groups]
-        for i in bad:
-            first, frames, where = groups[bisect.bisect_right(firsts, i) - 1]
-            frame = frames[i - first]
-            yield Problem("bad_segmentation", reasons[i], field=f"segmentations[{frame}].counts", frame=frame,
-                          **where)
+        if counts:
+            check = _RleCheck(counts, pixels)
+            worker = _parse_worker() if check.kept is not None else None
+            self.pending.append((check, groups, worker.submit(check.parse) if worker else None))
+        while self.pending and (final or len(self.pending) > 1):
+            check, groups, parsing = self.pending.popleft()
+            if parsing is None:
+                check.parse()
+            else:
+                parsing.result()
+            reasons = check.reasons()
+            bad = [i for i, reason in enumerate(reasons) if reason is not None]
+            firsts = [first for first, _, _ in groups]
+            for i in bad:
+                first, frames, where = groups[bisect.bisect_right(firsts, i) - 1]
+                frame = frames[i - first]
+                yield Problem("bad_segmentation", reasons[i], field=f"segmentations[{frame}].counts",
+                              frame=frame, **where)
+
+
+_WORKER: list = []
+
+
+def _parse_worker():
+    """One worker thread for the C parses, or None on a single CPU (where it would only add switches)."""
+    if not _WORKER:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+        if cpus > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamvis-rle"))
+        else:
+            _WORKER.append(None)
+    return _WORKER[0]
 
 
 # ------------------------------------------------------------------------------------ annotations
@@ -684,7 +802,7 @@ def ytvis_problems(data, *, path=None) -> Iterator[Problem]:
         yield from _annotation_problems(ann, _where("annotations", i, ann), videos, categories,
                                         frames, unknown, path, batch)
         if batch.full:
-            yield from batch.flush()
+            yield from batch.flush(final=False)
     yield from batch.flush()
 
 
@@ -715,7 +833,7 @@ def results_problems(results, gt: dict | None = None, *, path=None) -> Iterator[
     for i, entry in enumerate(results):
         yield from _result_problems(entry, i, videos, categories, frames, path, batch)
         if batch.full:
-            yield from batch.flush()
+            yield from batch.flush(final=False)
     yield from batch.flush()
 
 

@@ -157,13 +157,12 @@ def rle_areas(rles: list) -> np.ndarray:
     taken from there; pycocotools computes the others.
     """
     known = rle_fast.known_areas([r["counts"] for r in rles])
-    if known is not None:
-        missing = [i for i, a in enumerate(known) if a is None]
-        if len(missing) < len(rles):
-            areas = np.array([0 if a is None else a for a in known], dtype=np.float64)
-            if missing:
-                areas[missing] = rle_areas([rles[i] for i in missing])  # all unknown: pycocotools
-            return areas
+    if known is not None and known[1].any():
+        areas, found = known
+        if not found.all():
+            missing = np.flatnonzero(~found).tolist()
+            areas[missing] = rle_areas([rles[i] for i in missing])  # all unknown: pycocotools
+        return areas
     chunks = [mask_util.area(rles[i : i + _AREA_CHUNK]) for i in range(0, len(rles), _AREA_CHUNK)]
     return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
 
