@@ -166,7 +166,8 @@ def test_the_areas_of_every_valid_string_are_recorded_with_the_thread(monkeypatc
     monkeypatch.setattr(validate, "_RLE_BATCH_CHARS", 500)
     rles = [s for r in results for s in r["segmentations"]]
     problems = {(int(p.where[8:-1]), int(p.field[14:-8])) for p in validate.results_problems(results, gt)}
-    valid = [s for i, r in enumerate(results) for f, s in enumerate(r["segmentations"]) if (i, f) not in problems]
+    valid = [s for i, r in enumerate(results) for f, s in enumerate(r["segmentations"])
+             if (i, f) not in problems]
     expected = [float(mask_util.area(s)) for s in valid]
     with ThreadPoolExecutor(max_workers=1) as pool, rle_fast.remember_areas() as log:
         monkeypatch.setattr(validate, "_WORKER", [pool])
