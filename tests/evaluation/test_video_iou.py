@@ -152,3 +152,29 @@ def test_remembered_ious_serve_ap_after_the_tracking_metrics(monkeypatch):
         assert tracking.to_json() == evaluate_tracking(gt, results).to_json()
         if case == "case_001":
             assert calls == []  # compressed RLE on both sides: every AP pair came from the memo
+
+
+def test_the_pair_log_serves_subsets_and_shared_objects_and_refuses_unknown_pairs(monkeypatch):
+    from streamvis.evaluation.video_iou import same_key_ratios, select_masks
+
+    rng = np.random.default_rng(2)
+    masks = [rng.random((9, 7)) < 0.5 for _ in range(6)]
+    counts = [mask_util.encode(np.asfortranarray(m.astype(np.uint8)))["counts"] for m in masks]
+    # prediction 0's mask object is used again on frame 2 (a tracker reporting shared masks)
+    dt = frame_masks([0, 0, 1, 1, 0], [0, 1, 1, 2, 2], [9] * 5,
+                     [counts[0], counts[1], counts[2], counts[3], counts[0]], [0.0] * 5)
+    gt = frame_masks([0, 0, 0], [0, 1, 2], [9] * 3, [counts[4], counts[5], counts[1]], [0.0] * 3)
+    alone = same_key_ratios(dt, gt, 7)
+    with video_iou_module.remember_ious() as log:
+        assert [a.tolist() for a in same_key_ratios(dt, gt, 7)] == [a.tolist() for a in alone]
+        assert len(log) == 5  # every same-frame pair, zero IoUs included
+        calls = []
+        monkeypatch.setattr(video_iou_module.mask_util, "iou", lambda *a: calls.append(1))
+        keep = np.array([True, False, True, True, True])
+        sub_alone_rows = [(r, c) for r, c in zip(*alone[:2]) if keep[r]]
+        rows, cols, ratio = same_key_ratios(select_masks(dt, keep), gt, 7)  # served by the log
+        positions = np.flatnonzero(keep)
+        assert [(positions[r], c) for r, c in zip(rows, cols)] == sub_alone_rows
+        assert calls == []
+        other = frame_masks([0], [1], [9], [counts[3]], [0.0])  # a pair the log never saw
+        assert log.lookup(other, gt) is None

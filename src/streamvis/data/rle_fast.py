@@ -29,12 +29,12 @@ the caller keeps the numpy path.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import ctypes
 import itertools
 
 import numpy as np
+
+from streamvis.utils.memo import ScopedLog
 
 __all__ = ["Parsed", "available", "known_areas", "record_areas", "remember_areas", "run_totals"]
 
@@ -215,37 +215,32 @@ class AreaLog:
         return np.where(known, values[position], 0.0), known
 
 
-_AREAS: contextvars.ContextVar = contextvars.ContextVar("streamvis_areas", default=None)
+_AREAS = ScopedLog("streamvis_areas", AreaLog)
 
 
-@contextlib.contextmanager
 def remember_areas():
     """Within the block, the areas of the strings the validator checks are kept for `known_areas`.
 
     The RLE check computes every valid string's area on the way (the sum of its odd runs); the
     evaluator needs the same areas (``pycocotools.mask.area``, another parse of every string).
-    Keyed by the counts objects' identity (kept alive by the block); a context variable, so a block
-    opened in one thread is invisible to another. ``streamvis evaluate`` wraps one evaluation in it.
+    Keyed by the counts objects' identity (kept alive by the log); a block opened in one thread is
+    invisible to another (`streamvis.utils.memo.ScopedLog`). ``streamvis evaluate`` wraps one
+    evaluation in it.
 
     Yields:
         The block's `AreaLog` (for tests).
     """
-    log = AreaLog()
-    token = _AREAS.set(log)
-    try:
-        yield log
-    finally:
-        _AREAS.reset(token)
+    return _AREAS.scope()
 
 
 def record_areas(strings: list, areas) -> None:
     """Keep `areas` of `strings` (counts str/bytes) when a `remember_areas` block is open."""
-    log = _AREAS.get()
+    log = _AREAS.active
     if log is not None:
         log.record(strings, areas)
 
 
 def known_areas(strings: list) -> tuple[np.ndarray, np.ndarray] | None:
     """(areas, known) of `strings` as `AreaLog.lookup` gives them, or None outside a block."""
-    log = _AREAS.get()
+    log = _AREAS.active
     return None if log is None else log.lookup(strings)

@@ -22,7 +22,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 
 from streamvis.evaluation import setops
-from streamvis.utils.memo import ScopedMemo
+from streamvis.utils.memo import ScopedLog
 
 __all__ = [
     "FrameMasks",
@@ -136,8 +136,9 @@ def same_key_ratios(dt: FrameMasks, gt: FrameMasks, base_width: int):
         others are disjoint or empty), and that IoU (float64, bit for bit what
         ``pycocotools.mask.iou`` gives for the two masks alone).
     """
-    if _IOUS.active is not None and dt.key.size and gt.key.size:
-        remembered = _remembered(dt, gt)
+    log = _IOUS.active
+    if log is not None and dt.key.size and gt.key.size:
+        remembered = log.lookup(dt, gt)
         if remembered is not None:
             return remembered
     all_rows, all_cols, all_ratios = [], [], []
@@ -160,13 +161,63 @@ def same_key_ratios(dt: FrameMasks, gt: FrameMasks, base_width: int):
         result = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     else:
         result = np.concatenate(all_rows), np.concatenate(all_cols), np.concatenate(all_ratios)
-    if _IOUS.active is not None:
-        _remember(dt, gt, *result)
+    if log is not None:
+        log.record(dt, gt, *result)
     return result
 
 
 # ------------------------------------------------------------------------------ shared mask IoUs
-_IOUS = ScopedMemo("streamvis_ious")  # {(id(prediction counts), id(ground-truth counts)): IoU}
+class PairLog:
+    """The same-frame pair IoUs of one `remember_ious` block, kept as arrays.
+
+    A record is one `same_key_ratios` call: the distinct counts objects of each side (by identity),
+    the sorted keys of every same-frame pair (prediction object index * ground-truth objects +
+    ground-truth object index), and the keys and IoUs of the pairs above 0.
+    """
+
+    def __init__(self):
+        self.records: list[tuple] = []
+        self._objects: list = []  # keeps the counts objects (and so their ids) alive
+
+    def __len__(self) -> int:
+        """How many pairs are known (zero IoUs included)."""
+        return sum(record[2].size for record in self.records)
+
+    def record(self, dt: FrameMasks, gt: FrameMasks, rows, cols, ratio) -> None:
+        d_ids, d_index = np.unique(_ids(dt), return_inverse=True)
+        g_ids, g_index = np.unique(_ids(gt), return_inverse=True)
+        every_dt, every_gt = same_frame_pairs(dt, gt)  # the pairs not in rows/cols have IoU 0
+        every = np.unique(d_index[every_dt] * g_ids.size + g_index[every_gt])
+        positive, first = np.unique(d_index[rows] * g_ids.size + g_index[cols], return_index=True)
+        self.records.append((d_ids, g_ids, every, positive, np.asarray(ratio, np.float64)[first]))
+        self._objects.append((dt.counts, gt.counts))
+
+    def lookup(self, dt: FrameMasks, gt: FrameMasks):
+        """`same_key_ratios` of `dt` x `gt` from one record that holds all their pairs, else None."""
+        every_dt, every_gt = same_frame_pairs(dt, gt)
+        d_wanted, g_wanted = _ids(dt), _ids(gt)
+        for d_ids, g_ids, every, positive, ratios in self.records:
+            d_index, g_index = _positions(d_ids, d_wanted), _positions(g_ids, g_wanted)
+            if d_index is None or g_index is None:
+                continue
+            keys = d_index[every_dt] * g_ids.size + g_index[every_gt]
+            if _positions(every, keys) is None:
+                continue
+            at = np.minimum(np.searchsorted(positive, keys), max(positive.size - 1, 0))
+            hit = positive[at] == keys if positive.size else np.zeros(keys.size, bool)
+            return every_dt[hit], every_gt[hit], ratios[at[hit]]
+        return None
+
+
+def _positions(sorted_values: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
+    """Where each of `wanted` is in `sorted_values`, or None when one of them is not there."""
+    if not sorted_values.size:
+        return None if wanted.size else np.zeros(0, np.int64)
+    at = np.minimum(np.searchsorted(sorted_values, wanted), sorted_values.size - 1)
+    return at if np.array_equal(sorted_values[at], wanted) else None
+
+
+_IOUS = ScopedLog("streamvis_ious", PairLog)
 
 
 def remember_ious():
@@ -175,37 +226,18 @@ def remember_ious():
     ``streamvis evaluate --metrics all`` computes the tracking metrics' per-frame IoUs first (every
     prediction against every ground truth of its class, frame by frame); AP then needs a subset of
     the same pairs (same video, category and frame), which this memo serves without decoding again.
-    Pairs are keyed by the identities of the two counts objects (`streamvis.utils.memo.ScopedMemo`);
-    a call is served only when every one of its pairs is known.
+    Pairs are keyed by the identities of the two counts objects (kept alive by the log; a block
+    opened in one thread is invisible to another: `streamvis.utils.memo.ScopedLog`); a call is
+    served only when one earlier call knew every one of its pairs.
 
     Yields:
-        The ``{(id(prediction counts), id(ground-truth counts)): IoU}`` dict (for tests).
+        The block's `PairLog` (for tests).
     """
     return _IOUS.scope()
 
 
 def _ids(masks: FrameMasks) -> np.ndarray:
     return np.fromiter(map(id, masks.counts.tolist()), np.int64, masks.counts.size)
-
-
-def _remember(dt: FrameMasks, gt: FrameMasks, rows, cols, ratio) -> None:
-    d_ids, g_ids = _ids(dt), _ids(gt)
-    every_dt, every_gt = same_frame_pairs(dt, gt)  # the pairs not in rows/cols have IoU 0
-    values = dict.fromkeys(zip(d_ids[every_dt].tolist(), g_ids[every_gt].tolist()), 0.0)
-    values.update(zip(zip(d_ids[rows].tolist(), g_ids[cols].tolist()), ratio.tolist()))
-    _IOUS.record(values.items(), (dt.counts, gt.counts))
-
-
-def _remembered(dt: FrameMasks, gt: FrameMasks):
-    """`same_key_ratios` from the memo, or None when one of the pairs is not in it."""
-    pairs = _IOUS.active
-    every_dt, every_gt = same_frame_pairs(dt, gt)
-    values = list(map(pairs.get, zip(_ids(dt)[every_dt].tolist(), _ids(gt)[every_gt].tolist())))
-    if None in values:
-        return None
-    ratio = np.array(values, dtype=np.float64)
-    positive = ratio > 0
-    return every_dt[positive], every_gt[positive], ratio[positive]
 
 
 def pair_intersections(dt: FrameMasks, gt: FrameMasks, base_width: int):
