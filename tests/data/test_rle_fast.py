@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
@@ -147,9 +150,9 @@ def test_the_parse_thread_changes_neither_the_problems_nor_their_order(monkeypat
     gt, results = _results_with_broken_strings()
     monkeypatch.setattr(validate, "_RLE_BATCH_CHARS", 500)  # many batches in flight
     with ThreadPoolExecutor(max_workers=1) as pool:
-        monkeypatch.setattr(validate, "_WORKER", [pool])
+        monkeypatch.setattr(validate, "_WORKER", [pool, os.getpid()])
         threaded = [(p.where, p.field, p.message) for p in validate.results_problems(results, gt)]
-    monkeypatch.setattr(validate, "_WORKER", [None])
+    monkeypatch.setattr(validate, "_WORKER", [None, os.getpid()])
     inline = [(p.where, p.field, p.message) for p in validate.results_problems(results, gt)]
     monkeypatch.setattr(validate, "_RLE_BATCH_CHARS", 1 << 30)  # one batch, no pipelining
     whole = [(p.where, p.field, p.message) for p in validate.results_problems(results, gt)]
@@ -170,7 +173,7 @@ def test_the_areas_of_every_valid_string_are_recorded_with_the_thread(monkeypatc
              if (i, f) not in problems]
     expected = [float(mask_util.area(s)) for s in valid]
     with ThreadPoolExecutor(max_workers=1) as pool, rle_fast.remember_areas() as log:
-        monkeypatch.setattr(validate, "_WORKER", [pool])
+        monkeypatch.setattr(validate, "_WORKER", [pool, os.getpid()])
         list(validate.results_problems(results, gt))
         areas, known = rle_fast.known_areas([s["counts"] for s in rles])
         assert known.sum() == len(valid) == log.flat()[0].size
@@ -188,3 +191,27 @@ def test_the_plain_name_shortcut_never_passes_a_name_the_full_check_refuses(name
     finally:
         validate._PLAIN_NAME = original
     assert fast == slow
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_parse_worker():
+    gt, results = _results_with_broken_strings(6)
+    expected = [p.message for p in validate.results_problems(results, gt)]
+    validate._parse_worker()  # the parent's worker exists before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: checks with the inherited state, reports through the pipe
+        try:
+            got = [p.message for p in validate.results_problems(results, gt)]
+            os.write(write, b"ok" if got == expected else b"different")
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):  # a child stuck on a dead worker must fail, not hang
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child waited for the parent's parse worker (it has no thread there)")
+        time.sleep(0.05)
+    assert os.read(read, 16) == b"ok"

@@ -528,22 +528,26 @@ class _RleBatch:
                               frame=frame, **where)
 
 
-_WORKER: list = []
+_WORKER: list = []  # [executor or None, pid it was made in]
 
 
 def _parse_worker():
-    """One worker thread for the C parses, or None on a single CPU (where it would only add switches)."""
-    if not _WORKER:
+    """One worker thread for the C parses, or None on a single CPU (where it would only add switches).
+
+    A process forked after the worker started has no thread behind the inherited executor: it
+    makes its own.
+    """
+    if not _WORKER or _WORKER[1] != os.getpid():
         try:
             cpus = len(os.sched_getaffinity(0))
         except AttributeError:  # not on Linux
             cpus = os.cpu_count() or 1
+        executor = None
         if cpus > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamvis-rle"))
-        else:
-            _WORKER.append(None)
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamvis-rle")
+        _WORKER[:] = [executor, os.getpid()]
     return _WORKER[0]
 
 

@@ -184,12 +184,14 @@ class PairLog:
         return sum(record[2].size for record in self.records)
 
     def record(self, dt: FrameMasks, gt: FrameMasks, rows, cols, ratio) -> None:
-        d_ids, d_index = np.unique(_ids(dt), return_inverse=True)
-        g_ids, g_index = np.unique(_ids(gt), return_inverse=True)
+        d_ids, d_index = setops.unique_inverse(_ids(dt))
+        g_ids, g_index = setops.unique_inverse(_ids(gt))
         every_dt, every_gt = same_frame_pairs(dt, gt)  # the pairs not in rows/cols have IoU 0
-        every = np.unique(d_index[every_dt] * g_ids.size + g_index[every_gt])
-        positive, first = np.unique(d_index[rows] * g_ids.size + g_index[cols], return_index=True)
-        self.records.append((d_ids, g_ids, every, positive, np.asarray(ratio, np.float64)[first]))
+        every = setops.unique(d_index[every_dt] * g_ids.size + g_index[every_gt])
+        positive, where = setops.unique_inverse(d_index[rows] * g_ids.size + g_index[cols])
+        ratios = np.zeros(positive.size)
+        ratios[where] = ratio  # a pair seen twice (shared mask objects) has one IoU
+        self.records.append((d_ids, g_ids, every, positive, ratios))
         self._objects.append((dt.counts, gt.counts))
 
     def lookup(self, dt: FrameMasks, gt: FrameMasks):
