@@ -322,7 +322,7 @@ def rle_string_problems(strings: list, pixels: list[int]) -> list[str | None]:
     """Check compressed RLE counts strings without rasterising them.
 
     The strings pycocotools could misread (empty, outside its alphabet, a run cut short at the end
-    or longer than it writes) are found at C speed (``bytes`` methods); the others are decoded by
+    or longer than it writes) are found in a few numpy passes; the others are decoded by
     pycocotools' own C parser (`streamvis.data.rle_fast`), which gives each string's run total and
     foreground area. Only the strings that fail (or all of them, where that parser is not reachable) go
     through the exact numpy decoder, which words the reason.
@@ -397,9 +397,9 @@ class _RleCheck:
             failed = totals != np.asarray(pixels, dtype=np.int64)[good]  # a negative run reads as >= 2**31
             if failed.any() or recheck:
                 recheck += good[failed].tolist()
-                rle_fast.record_areas([strings[i] for i in good[~failed].tolist()], areas[~failed].tolist())
+                rle_fast.record_areas([strings[i] for i in good[~failed].tolist()], areas[~failed])
             else:
-                rle_fast.record_areas(strings, areas.tolist())
+                rle_fast.record_areas(strings, areas)
         reasons: list[str | None] = [None] * len(strings)
         if recheck:
             recheck.sort()

@@ -174,8 +174,7 @@ def group_ious(
     pair_inter = np.zeros(pair_dt.size)
     if inter.size:  # pairs that never intersect are absent from `inter`
         keys, query = d_own * index.gt_idx.size + g_own, pair_dt * index.gt_idx.size + pair_gt
-        found = np.minimum(np.searchsorted(keys, query), keys.size - 1)
-        hit = keys[found] == query
+        found, hit = setops.find(keys, query)
         pair_inter[hit] = inter[found[hit]]
     ious, empty = video_iou(pair_inter, dt_total[pair_dt], gt_total[pair_gt])
     ious[~reach] = 0.0

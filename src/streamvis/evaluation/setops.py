@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["intersect", "isin", "union", "unique", "unique_inverse"]
+__all__ = ["find", "intersect", "isin", "union", "unique", "unique_inverse"]
 
 
 def unique(values: np.ndarray) -> np.ndarray:
@@ -31,14 +31,18 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[first], inverse
 
 
-def isin(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """(N,) bool: each of `values` occurs in `candidates` (as ``np.isin``)."""
-    table = unique(candidates)
+def find(table: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, found): where each of `values` sits in the sorted distinct `table`, and whether it is there."""
     values = np.asarray(values)
     if table.size == 0:
-        return np.zeros(values.shape, dtype=bool)
-    found = np.minimum(np.searchsorted(table, values), table.size - 1)
-    return table[found] == values
+        return np.zeros(values.shape, np.int64), np.zeros(values.shape, dtype=bool)
+    index = np.minimum(np.searchsorted(table, values), table.size - 1)
+    return index, table[index] == values
+
+
+def isin(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """(N,) bool: each of `values` occurs in `candidates` (as ``np.isin``)."""
+    return find(unique(candidates), values)[1]
 
 
 def intersect(first: np.ndarray, second: np.ndarray) -> np.ndarray:

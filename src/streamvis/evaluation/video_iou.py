@@ -199,24 +199,16 @@ class PairLog:
         every_dt, every_gt = same_frame_pairs(dt, gt)
         d_wanted, g_wanted = _ids(dt), _ids(gt)
         for d_ids, g_ids, every, positive, ratios in self.records:
-            d_index, g_index = _positions(d_ids, d_wanted), _positions(g_ids, g_wanted)
-            if d_index is None or g_index is None:
+            d_index, d_found = setops.find(d_ids, d_wanted)
+            g_index, g_found = setops.find(g_ids, g_wanted)
+            if not (d_found.all() and g_found.all()):
                 continue
             keys = d_index[every_dt] * g_ids.size + g_index[every_gt]
-            if _positions(every, keys) is None:
+            if not setops.find(every, keys)[1].all():
                 continue
-            at = np.minimum(np.searchsorted(positive, keys), max(positive.size - 1, 0))
-            hit = positive[at] == keys if positive.size else np.zeros(keys.size, bool)
+            at, hit = setops.find(positive, keys)
             return every_dt[hit], every_gt[hit], ratios[at[hit]]
         return None
-
-
-def _positions(sorted_values: np.ndarray, wanted: np.ndarray) -> np.ndarray | None:
-    """Where each of `wanted` is in `sorted_values`, or None when one of them is not there."""
-    if not sorted_values.size:
-        return None if wanted.size else np.zeros(0, np.int64)
-    at = np.minimum(np.searchsorted(sorted_values, wanted), sorted_values.size - 1)
-    return at if np.array_equal(sorted_values[at], wanted) else None
 
 
 _IOUS = ScopedLog("streamvis_ious", PairLog)
